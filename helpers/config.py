@@ -1,0 +1,110 @@
+"""One flat, frozen run configuration with named presets.
+
+The preset is chosen by the ``CAPTION_PROFILE`` environment variable (it reaches
+nbval and papermill kernels); single fields can be overridden by keyword, e.g.
+from a papermill ``parameters`` cell. Presets differ only in sizes, data location
+and weights, never in code paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+PROFILE_VARIABLE = "CAPTION_PROFILE"
+DEFAULT_PROFILE = "sample"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    profile: str  # name of the preset; artifacts go to artifacts/<profile>/
+    data_dir: str  # dataset folder, relative to the project root unless absolute
+    sample_images: int  # > 0: generate the embedded sample with this many images
+    seed: int = 1234  # one seed for data generation, splits and training
+    # Features
+    encoder: str = "vgg16"  # a keras.applications model, see helpers/features.py
+    weights: str | None = "imagenet"  # "imagenet", a path to an .h5 file, or None (random)
+    image_size: int = 224  # square input side in pixels; 224 gives a 14x14 grid
+    feature_batch_size: int = 32  # images per forward pass of the encoder
+    # Text
+    min_word_count: int = 5  # words seen fewer times in training captions become <unk>
+    max_length_percentile: float = 100.0  # cap caption length at this percentile
+    # Model
+    embedding_dim: int = 256  # word embedding size
+    units: int = 512  # LSTM units
+    attention_dim: int = 256  # size of the additive attention space
+    dropout: float = 0.5  # dropout before the output layer
+    attention_penalty: float = 1.0  # weight of the doubly stochastic attention penalty
+    # Training
+    batch_size: int = 64  # captions per training step
+    epochs: int = 20  # upper bound; early stopping usually ends sooner
+    learning_rate: float = 4e-4  # Adam learning rate at the start of the schedule
+    patience: int = 3  # epochs without validation improvement before stopping
+    # Decoding
+    beam_width: int = 3  # default beam width for beam search
+    max_decode_length: int = 40  # hard cap on generated words
+
+    def to_json(self) -> str:
+        """The resolved configuration as indented JSON."""
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True)
+
+    def save(self, path: str | Path) -> Path:
+        """Write the configuration as JSON, atomically, and return the path."""
+        from helpers.io import write_text_atomic
+
+        return write_text_atomic(path, self.to_json() + "\n")
+
+
+PRESETS: dict[str, Config] = {
+    # CI and `make test`: a few hundred generated images, random VGG weights, CPU.
+    "ci": Config(
+        profile="ci",
+        data_dir="data/sample-ci",
+        sample_images=300,
+        weights=None,
+        min_word_count=2,
+        embedding_dim=64,
+        units=128,
+        attention_dim=64,
+        batch_size=32,
+        epochs=8,
+        learning_rate=2e-3,
+    ),
+    # `make demo`: more generated images, still CPU-sized.
+    "sample": Config(
+        profile="sample",
+        data_dir="data/sample",
+        sample_images=1000,
+        weights=None,
+        min_word_count=2,
+        embedding_dim=128,
+        units=256,
+        attention_dim=128,
+        batch_size=32,
+        epochs=15,
+        learning_rate=1e-3,
+    ),
+    # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
+    "flickr8k": Config(profile="flickr8k", data_dir="data/flickr8k", sample_images=0),
+}
+
+
+def get_config(profile: str | None = None, **overrides) -> Config:
+    """The preset named by `profile` (or $CAPTION_PROFILE), with fields overridden."""
+    name = profile or os.environ.get(PROFILE_VARIABLE, DEFAULT_PROFILE)
+    if name not in PRESETS:
+        raise ValueError(
+            f"Unknown profile {name!r} (from {PROFILE_VARIABLE} or the profile argument); "
+            f"choose one of {sorted(PRESETS)}."
+        )
+    unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
+    if unknown:
+        raise ValueError(f"Unknown config fields: {sorted(unknown)}")
+    return dataclasses.replace(PRESETS[name], **overrides)
+
+
+def load_config(path: str | Path) -> Config:
+    """Read a configuration saved by `Config.save`."""
+    return Config(**json.loads(Path(path).read_text()))

@@ -1,0 +1,21 @@
+"""Project paths, anchored on this package so they never depend on the working directory."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "data"
+ARTIFACTS = ROOT / "artifacts"
+NOTEBOOKS = ROOT / "notebooks"
+
+
+def data_dir(cfg) -> Path:
+    """Folder holding the profile's dataset (absolute paths are kept as given)."""
+    path = Path(cfg.data_dir)
+    return path if path.is_absolute() else ROOT / path
+
+
+def artifacts_dir(cfg) -> Path:
+    """Folder for everything a run of this profile writes; created on demand."""
+    path = ARTIFACTS / cfg.profile
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,230 @@
+"""The embedded sample dataset: pictures of coloured shapes whose captions need the
+picture (kind, colour, size, count and where things are), generated from a seed and
+written in the original Flickr8k layout so that the real loader is what runs.
+
+    python -m helpers.sample OUT_DIR --images 300 [--seed 1234]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import shutil
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+from helpers.data import SPLIT_FILES
+
+COLOURS = {
+    "red": (210, 40, 40),
+    "green": (40, 160, 60),
+    "blue": (40, 80, 210),
+    "yellow": (235, 205, 40),
+    "purple": (140, 60, 170),
+    "black": (25, 25, 25),
+}
+SHAPES = {  # kind -> words a person might use for it
+    "circle": ["circle", "circle", "ball", "disc"],
+    "square": ["square", "square", "box", "block"],
+    "triangle": ["triangle", "triangle", "triangle", "pyramid"],
+    "star": ["star", "star", "star", "star shape"],
+}
+SIZES = {"small": 15, "large": 28}  # radius in pixels
+SIZE_WORDS = {"small": ["small", "little", "tiny"], "large": ["large", "big", "huge"]}
+BACKGROUNDS = {
+    "grey": (200, 200, 200),
+    "white": (245, 245, 240),
+    "beige": (225, 210, 180),
+    "light blue": (190, 215, 235),
+}
+RELATIONS = {  # relation -> (dx, dy) direction of the first object from the second
+    "left of": (-1, 0),
+    "right of": (1, 0),
+    "above": (0, -1),
+    "below": (0, 1),
+}
+INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+PHRASES = {  # relation -> ways to say it
+    "left of": ["to the left of", "left of", "next to"],
+    "right of": ["to the right of", "right of", "beside"],
+    "above": ["above", "over", "on top of"],
+    "below": ["below", "under", "underneath"],
+}
+NUMBERS = {1: "one", 2: "two", 3: "three"}
+
+
+def _describe(thing: dict, rng: random.Random, article: str = "a") -> str:
+    """'a big red ball' or 'a red circle': size is said most of the time."""
+    words = [article]
+    if rng.random() < 0.7:
+        words.append(rng.choice(SIZE_WORDS[thing["size"]]))
+    words += [thing["colour"], rng.choice(SHAPES[thing["kind"]])]
+    return " ".join(words)
+
+
+def captions_for(things: list[dict], relation: str | None, background: str,
+                 rng: random.Random) -> list[str]:
+    """Five different captions, from varied templates, synonyms and word orders."""
+    d = lambda thing, article="a": _describe(thing, rng, article)  # noqa: E731
+    if len(things) == 1:
+        (a,) = things
+        templates = [
+            lambda: d(a),
+            lambda: f"{d(a)} on a {background} background",
+            lambda: f"there is {d(a)} in the picture",
+            lambda: f"a picture of {d(a)}",
+            lambda: f"{d(a, 'one')} alone",
+            lambda: f"{d(a)} in front of a plain {background} wall",
+            lambda: f"a single {a['colour']} {rng.choice(SHAPES[a['kind']])}",
+        ]
+    else:
+        a, b = things[0], things[1]
+        phrase = lambda rel: rng.choice(PHRASES[rel])  # noqa: E731
+        rest = f" and {d(things[2])}" if len(things) == 3 else ""
+        templates = [
+            lambda: f"{d(a)} {phrase(relation)} {d(b)}{rest}",
+            lambda: f"{d(b)} {phrase(INVERSE[relation])} {d(a)}{rest}",
+            lambda: f"{d(a)} is {phrase(relation)} {d(b)}{rest}",
+            lambda: f"{NUMBERS[len(things)]} shapes: {d(a)} and {d(b)}{rest}",
+            lambda: f"there is {d(a)} {phrase(relation)} {d(b)}",
+            lambda: f"{d(a, 'the')} is {phrase(relation)} {d(b, 'the')}",
+            lambda: f"{d(b)} with {d(a)} {phrase(relation)} it",
+        ]
+    chosen = rng.sample(templates, 5)
+    # Raw like the real files: a capital letter and a spaced full stop.
+    return [(text := make())[0].upper() + text[1:] + " ." for make in chosen]
+
+
+def _draw_thing(draw: ImageDraw.ImageDraw, thing: dict) -> None:
+    x, y, r, fill = thing["x"], thing["y"], SIZES[thing["size"]], COLOURS[thing["colour"]]
+    if thing["kind"] == "circle":
+        draw.ellipse([x - r, y - r, x + r, y + r], fill=fill)
+    elif thing["kind"] == "square":
+        draw.rectangle([x - r, y - r, x + r, y + r], fill=fill)
+    elif thing["kind"] == "triangle":
+        draw.polygon([(x, y - r), (x - r, y + r), (x + r, y + r)], fill=fill)
+    else:
+        draw.polygon(_star_points(x, y, r), fill=fill)
+
+
+def _star_points(x: float, y: float, r: float) -> list[tuple[float, float]]:
+    return [
+        (x + (r if i % 2 == 0 else r * 0.45) * math.sin(i * math.pi / 5),
+         y - (r if i % 2 == 0 else r * 0.45) * math.cos(i * math.pi / 5))
+        for i in range(10)
+    ]
+
+
+def make_picture(rng: random.Random) -> tuple[Image.Image, list[str]]:
+    """One picture with one to three shapes, some clutter, and its five captions."""
+    width, height = rng.randint(240, 320), rng.randint(220, 300)
+    background = rng.choice(list(BACKGROUNDS))
+    image = Image.new("RGB", (width, height), BACKGROUNDS[background])
+    draw = ImageDraw.Draw(image)
+    for _ in range(rng.randint(3, 12)):  # clutter: faint lines and specks
+        shade = tuple(max(0, c - rng.randint(20, 60)) for c in BACKGROUNDS[background])
+        x, y = rng.randint(0, width), rng.randint(0, height)
+        if rng.random() < 0.5:
+            draw.line([x, y, x + rng.randint(-60, 60), y + rng.randint(-60, 60)], fill=shade)
+        else:
+            draw.ellipse([x, y, x + 3, y + 3], fill=shade)
+    count = rng.choice([1, 2, 2, 3])
+    kinds = rng.sample(list(SHAPES), count)  # distinct kinds keep the captions unambiguous
+    things = [
+        {"kind": kind, "colour": rng.choice(list(COLOURS)), "size": rng.choice(list(SIZES))}
+        for kind in kinds
+    ]
+    relation = rng.choice(list(RELATIONS)) if count > 1 else None
+    margin = 40
+    if relation is None:
+        things[0].update(x=rng.randint(margin, width - margin), y=rng.randint(margin, height - margin))
+    else:
+        dx, dy = RELATIONS[relation]
+        cx, cy = width / 2 + rng.randint(-15, 15), height / 2 + rng.randint(-15, 15)
+        gap = rng.randint(40, 60)
+        things[0].update(x=cx + dx * gap, y=cy + dy * gap)  # the first is `relation` of ...
+        things[1].update(x=cx - dx * gap, y=cy - dy * gap)  # ... the second
+        if count == 3:  # the third sits across the other axis, out of the way
+            things[2].update(x=cx + dy * 0.8 * gap + 10, y=cy + dx * 0.8 * gap + 10)
+            things[2]["size"] = "small"
+    for thing in things:
+        _draw_thing(draw, thing)
+    return image, captions_for(things, relation, background, rng)
+
+
+def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
+    """Write the sample dataset into `out` in Layout A; the same seed gives the same bytes.
+
+    Like the real release it has one caption key without an image file and a few
+    images in no split. The folder appears complete or not at all.
+    """
+    out = Path(out)
+    marker = out / "sample.json"
+    settings = {"images": images, "seed": seed}
+    if marker.exists() and json.loads(marker.read_text()) == settings:
+        return out
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    (staging / "Flicker8k_Dataset").mkdir(parents=True)
+    (staging / "Flickr8k_text").mkdir()
+    rng = random.Random(seed)
+    names, token_lines = [], []
+    for index in range(images):
+        name = f"{index + 1:05d}_{rng.getrandbits(40):010x}.jpg"
+        picture, captions = make_picture(rng)
+        picture.save(staging / "Flicker8k_Dataset" / name, quality=90)
+        names.append(name)
+        token_lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions)]
+    # The real token file has captions for a '<name>.jpg.1' key that has no image.
+    token_lines += [line.replace(".jpg#", ".jpg.1#", 1) for line in token_lines[:5]]
+    (staging / "Flickr8k_text" / "Flickr8k.token.txt").write_text("\n".join(token_lines) + "\n")
+    order = rng.sample(names, len(names))
+    held_out = max(1, round(images / 8))
+    unsplit = max(1, images // 100)
+    splits = {
+        "test": order[:held_out],
+        "dev": order[held_out : 2 * held_out],
+        "train": order[2 * held_out : len(order) - unsplit],
+    }
+    for split, file in SPLIT_FILES.items():
+        (staging / "Flickr8k_text" / file).write_text("\n".join(sorted(splits[split])) + "\n")
+    (staging / "sample.json").write_text(json.dumps(settings))
+    shutil.rmtree(out, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging.replace(out)
+    return out
+
+
+def ensure_sample(cfg) -> Path:
+    """The profile's dataset folder, generating the sample if the profile uses one."""
+    from helpers.paths import data_dir
+
+    folder = data_dir(cfg)
+    if cfg.sample_images > 0:
+        return write_sample(folder, cfg.sample_images, cfg.seed)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; "
+            "get it with `python -m helpers.data download flickr8k --to data/` "
+            "(see data/README.md)"
+        )
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.sample", description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--images", type=int, default=300)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    if args.images < 8:
+        parser.error("--images must be at least 8")
+    print(write_sample(args.out, args.images, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

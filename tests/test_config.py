@@ -1,0 +1,58 @@
+import json
+import os
+
+import pytest
+
+from helpers import paths
+from helpers.config import PRESETS, get_config, load_config
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("CAPTION_PROFILE", "flickr8k")
+    assert get_config().profile == "flickr8k"
+    assert get_config("ci").profile == "ci"
+
+
+def test_overrides_and_unknown_names(monkeypatch):
+    monkeypatch.delenv("CAPTION_PROFILE", raising=False)
+    assert get_config(epochs=1).epochs == 1
+    with pytest.raises(ValueError, match="Unknown profile 'nope'"):
+        get_config("nope")
+    with pytest.raises(ValueError, match="epoch"):
+        get_config("ci", epoch=1)
+
+
+def test_saved_config_round_trips(tmp_path):
+    cfg = get_config("ci", units=7)
+    path = cfg.save(tmp_path / "config.json")
+    assert load_config(path) == cfg
+    assert json.loads(path.read_text())["units"] == 7
+
+
+def test_presets_differ_only_in_sizes_data_and_weights():
+    allowed = {
+        "profile", "data_dir", "sample_images", "weights", "min_word_count",
+        "embedding_dim", "units", "attention_dim", "batch_size", "epochs",
+        "learning_rate", "feature_batch_size",
+    }
+    base = PRESETS["flickr8k"].__dict__
+    for preset in PRESETS.values():
+        changed = {k for k, v in preset.__dict__.items() if base[k] != v}
+        assert changed <= allowed, changed
+
+
+def test_paths_do_not_depend_on_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = get_config("ci")
+    assert paths.data_dir(cfg) == paths.ROOT / "data" / "sample-ci"
+    assert (paths.ROOT / "helpers" / "paths.py").exists()
+
+
+def test_ci_runs_the_small_profile():
+    """Sentinel: under CI the notebooks must run on the small generated sample."""
+    if os.environ.get("CI") != "true":
+        pytest.skip("only meaningful under CI=true")
+    makefile = (paths.ROOT / "Makefile").read_text()
+    assert "CAPTION_PROFILE=ci $(PY) -m pytest notebooks/" in makefile
+    cfg = get_config("ci")
+    assert cfg.sample_images <= 500 and cfg.weights is None

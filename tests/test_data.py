@@ -1,0 +1,212 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import data
+from helpers.paths import ROOT
+from helpers.text import normalize_caption
+
+
+def touch_images(folder, names):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / name).write_bytes(b"\xff\xd8\xff")
+
+
+def write_layout_a(root, token_text: bytes, names, splits=None):
+    touch_images(root / "Flicker8k_Dataset", names)
+    text = root / "Flickr8k_text"
+    text.mkdir(parents=True)
+    (text / "Flickr8k.token.txt").write_bytes(token_text)
+    (text / "Flickr8k.lemma.token.txt").write_text("ignored")
+    for split, file in data.SPLIT_FILES.items():
+        if splits is not None:
+            (text / file).write_text("\n".join(splits[split]) + "\n")
+    return root
+
+
+def five(name, sep="\t", prefix="A dog"):
+    return "".join(f"{name}#{k}{sep}{prefix} number {k} .\n" for k in range(5))
+
+
+def test_layout_a_with_every_quirk(tmp_path):
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "nocaption.jpg"]
+    token = (
+        "\ufeff" + five("a.jpg")
+        + five("b.jpg", sep=" ")  # a space instead of the TAB after #k
+        + "\n\n"  # blank lines
+        + five("c.jpg").replace("\n", "\r\n")  # CRLF
+        + five("d.jpg") + five("e.jpg")
+        + five("a.jpg.1")  # the bogus key: captions, no image
+    )
+    splits = {"train": ["a.jpg", "b.jpg"], "dev": ["c.jpg"], "test": ["d.jpg", "ghost.jpg"]}
+    dataset = data.load_dataset(write_layout_a(tmp_path, token.encode(), names, splits))
+    report = dataset.report()
+    assert report["layout"] == "flickr8k-original"
+    assert report["images"] == 5 and report["captions"] == 25
+    assert report["splits"] == {"train": 2, "dev": 1, "test": 1}
+    assert report["missing_images"] == ["a.jpg.1"]
+    assert report["images_without_captions"] == ["nocaption.jpg"]
+    assert report["unsplit_images"] == 1 and dataset.unsplit_images == ["e.jpg"]
+    assert dataset.captions["b.jpg"][0] == "A dog number 0 ."
+    assert dataset.captions["c.jpg"][4] == "A dog number 4 ."
+    assert any("ghost.jpg" in note for note in report["notes"])
+    assert report["split_source"].startswith("official lists")
+
+
+def test_renamed_bogus_key_is_reported_not_double_counted(tmp_path):
+    token = five("a.jpg") + "".join(
+        line + "\n" for line in five("a.jpg", prefix="A copy").splitlines()[:4]
+    )
+    dataset = data.load_dataset(write_layout_a(tmp_path, token.encode(), ["a.jpg"]))
+    assert len(dataset.captions["a.jpg"]) == 5
+    assert all("copy" not in caption for caption in dataset.captions["a.jpg"])
+    assert any("4 duplicate caption keys" in note for note in dataset.notes)
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    token = five("a.jpg") + "a.jpg without an index\n"
+    root = write_layout_a(tmp_path, token.encode(), ["a.jpg"])
+    with pytest.raises(ValueError, match=r"Flickr8k\.token\.txt:6: expected"):
+        data.load_dataset(root)
+
+
+def test_invalid_utf8_names_the_line(tmp_path):
+    token = five("a.jpg").encode() + b"a.jpg#5\tbad \xff byte\n"
+    root = write_layout_a(tmp_path, token, ["a.jpg"])
+    with pytest.raises(ValueError, match=r"token\.txt:6: not valid UTF-8"):
+        data.load_dataset(root)
+
+
+def test_overlapping_splits_are_refused(tmp_path):
+    splits = {"train": ["a.jpg"], "dev": ["a.jpg"], "test": []}
+    root = write_layout_a(tmp_path, five("a.jpg").encode(), ["a.jpg"], splits)
+    with pytest.raises(ValueError, match="in both train and dev"):
+        data.load_dataset(root)
+
+
+def test_kaggle_layout_uses_a_real_csv_parser(tmp_path):
+    names = [f"{i}.jpg" for i in range(16)]
+    touch_images(tmp_path / "Images", names)
+    rows = ["image,caption"]
+    for name in names:
+        rows += [f'{name},"A dog, wet, runs ."'] + [f"{name},A cat sits {k} ." for k in range(4)]
+    (tmp_path / "captions.txt").write_text("\r\n".join(rows) + "\r\n")
+    dataset = data.load_dataset(tmp_path, seed=7)
+    assert dataset.layout == "flickr8k-kaggle"
+    assert dataset.captions["3.jpg"][0] == "A dog, wet, runs ."
+    assert dataset.report()["captions"] == 80
+    assert {k: len(v) for k, v in dataset.splits.items()} == {"train": 12, "dev": 2, "test": 2}
+    assert dataset.split_source == "seeded split by image (seed 7)"
+    # The split is by image, deterministic, and changes with the seed.
+    assert data.load_dataset(tmp_path, seed=7).splits == dataset.splits
+    assert data.load_dataset(tmp_path, seed=8).splits != dataset.splits
+
+
+def test_kaggle_bad_row_names_the_line(tmp_path):
+    touch_images(tmp_path / "Images", ["a.jpg"])
+    (tmp_path / "captions.txt").write_text("image,caption\na.jpg,fine\na.jpg\n")
+    with pytest.raises(ValueError, match=r"captions\.txt:3"):
+        data.load_dataset(tmp_path)
+
+
+def test_karpathy_json_gives_the_splits_when_no_lists(tmp_path):
+    names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
+    touch_images(tmp_path / "Images", names)
+    (tmp_path / "captions.txt").write_text(
+        "image,caption\n" + "".join(f"{n},A thing .\n" for n in names)
+    )
+    karpathy = {"images": [
+        {"filename": n, "split": s, "sentences": [{"raw": "x", "tokens": ["x"]}]}
+        for n, s in zip(names, ["train", "restval", "val", "test"])
+    ]}
+    (tmp_path / "dataset_flickr8k.json").write_text(json.dumps(karpathy))
+    dataset = data.load_dataset(tmp_path)
+    assert dataset.splits == {"train": ["a.jpg", "b.jpg"], "dev": ["c.jpg"], "test": ["d.jpg"]}
+    assert dataset.split_source == "Karpathy dataset_flickr8k.json"
+
+
+def test_flickr30k_token_and_kaggle_csv(tmp_path):
+    token_root, csv_root = tmp_path / "token", tmp_path / "csv"
+    touch_images(token_root / "flickr30k-images", ["1.jpg"])
+    (token_root / "results_20130124.token").write_text(five("1.jpg"))
+    assert data.load_dataset(token_root).report()["captions"] == 5
+    touch_images(csv_root / "flickr30k_images", ["1.jpg", "2.jpg"])
+    (csv_root / "results.csv").write_text(
+        "image_name| comment_number| comment\n"
+        "1.jpg| 0| A man , smiling .\n"
+        "2.jpg| 0| A dog .\n"
+        "2.jpg| 4 A dog runs across the grass .\n"  # the known broken row
+    )
+    dataset = data.load_dataset(csv_root)
+    assert dataset.layout == "flickr30k-kaggle"
+    assert dataset.captions["1.jpg"] == ["A man , smiling ."]
+    assert dataset.captions["2.jpg"][1] == "A dog runs across the grass ."
+    assert any("lines [4]" in note for note in dataset.notes)
+
+
+def test_coco_captions(tmp_path):
+    touch_images(tmp_path / "train2014", ["COCO_train2014_1.jpg"])
+    touch_images(tmp_path / "val2014", ["COCO_val2014_2.jpg"])
+    (tmp_path / "annotations").mkdir()
+    for split, image_id in (("train", 1), ("val", 2)):
+        content = {
+            "images": [{"id": image_id, "file_name": f"COCO_{split}2014_{image_id}.jpg"}],
+            "annotations": [
+                {"id": 10 + k, "image_id": image_id, "caption": f"A bus {k}. "} for k in range(5)
+            ],
+        }
+        (tmp_path / "annotations" / f"captions_{split}2014.json").write_text(json.dumps(content))
+    dataset = data.load_dataset(tmp_path)
+    assert dataset.layout == "coco2014"
+    assert dataset.captions["COCO_val2014_2.jpg"][0] == "A bus 0."
+    assert dataset.report()["images"] == 2
+
+
+def test_unrecognised_folder(tmp_path):
+    with pytest.raises(ValueError, match="no known caption file"):
+        data.load_dataset(tmp_path)
+
+
+def run_cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.data", *map(str, args)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+
+
+def test_inspect_cli_json_and_exit_codes(tmp_path):
+    splits = {"train": ["a.jpg"], "dev": ["b.jpg"], "test": ["c.jpg"]}
+    root = write_layout_a(tmp_path / "f8k", (five("a.jpg") + five("b.jpg") + five("c.jpg")
+                                             + five("c.jpg.1")).encode(),
+                          ["a.jpg", "b.jpg", "c.jpg"], splits)
+    result = run_cli("inspect", root, "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["images"] == 3 and report["captions"] == 15
+    assert report["splits"] == {"train": 1, "dev": 1, "test": 1}
+    assert report["missing_images"] == ["c.jpg.1"]
+    assert report["vocabulary"] == len({"a", "dog", "number"})
+    readable = run_cli("inspect", root)
+    assert "3 images with 15 captions" in readable.stdout
+    (tmp_path / "empty").mkdir()
+    for bad in (tmp_path / "empty", tmp_path / "does-not-exist", root / "Flickr8k_text"):
+        result = run_cli("inspect", bad)
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ") and bad.name in result.stderr
+
+
+@pytest.mark.parametrize(
+    "raw, options, expected",
+    [
+        ("A dog's ball , 2 of them .", {}, "a dogs ball of them"),
+        ("  Two   DOGS!  ", {}, "two dogs"),
+        ("A 3-year-old boy .", {"keep_digits": True}, "a 3yearold boy"),
+        ("A man in a red T shirt .", {"min_word_length": 2}, "man in red shirt"),
+        ("A dog 's ball", {"min_word_length": 2, "alphabetic_only": True}, "dog ball"),
+    ],
+)
+def test_normalize_caption(raw, options, expected):
+    assert normalize_caption(raw, **options) == expected

@@ -1,0 +1,142 @@
+"""Download and extraction against a loopback HTTP server serving zips the test builds."""
+
+import hashlib
+import http.server
+import io
+import threading
+import zipfile
+
+import pytest
+
+from helpers import data
+
+
+def build_zips():
+    images, text = io.BytesIO(), io.BytesIO()
+    with zipfile.ZipFile(images, "w") as bundle:
+        for i in range(3):
+            bundle.writestr(f"Flicker8k_Dataset/{i}.jpg", bytes(range(256)) * 400 * (i + 1))
+        bundle.writestr("__MACOSX/._junk", b"junk")
+    with zipfile.ZipFile(text, "w") as bundle:
+        bundle.writestr(
+            "Flickr8k.token.txt",
+            "".join(f"{i}.jpg#{k}\tA thing {k} .\n" for i in range(3) for k in range(5)),
+        )
+        for split, file in data.SPLIT_FILES.items():
+            bundle.writestr(file, {"train": "0.jpg\n", "dev": "1.jpg\n", "test": "2.jpg\n"}[split])
+    return {"Flickr8k_Dataset.zip": images.getvalue(), "Flickr8k_text.zip": text.getvalue()}
+
+
+class Server:
+    """Serves `files` with Range support; can cut the first response of a file short."""
+
+    def __init__(self, files):
+        self.files, self.drop_after, self.requests = dict(files), {}, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                name = self.path.rsplit("/", 1)[-1]
+                body = server.files.get(name)
+                server.requests.append((name, self.headers.get("Range")))
+                if body is None:
+                    self.send_error(404)
+                    return
+                start = int(self.headers.get("Range", "bytes=0-")[6:].split("-")[0] or 0)
+                if start >= len(body):
+                    self.send_error(416)
+                    return
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body) - start))
+                self.end_headers()
+                cut = server.drop_after.pop(name, None)
+                self.wfile.write(body[start:cut] if cut else body[start:])
+                if cut:
+                    self.wfile.flush()
+                    self.connection.close()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def served():
+    zips = build_zips()
+    server = Server(zips)
+    yield server, zips
+    server.close()
+
+
+def checksums(zips):
+    targets = {"Flickr8k_Dataset.zip": "Flicker8k_Dataset", "Flickr8k_text.zip": "Flickr8k_text"}
+    return {name: (targets[name], "sha256:" + hashlib.sha256(body).hexdigest())
+            for name, body in zips.items()}
+
+
+def test_download_resumes_after_a_dropped_connection(served, tmp_path):
+    server, zips = served
+    server.drop_after["Flickr8k_Dataset.zip"] = 1000
+    folder = data.download_flickr8k(tmp_path, server.url, checksums(zips))
+    ranges = [r for name, r in server.requests if name == "Flickr8k_Dataset.zip"]
+    assert ranges == ["bytes=0-", "bytes=1000-"]
+    assert (folder / "Flickr8k_Dataset.zip").read_bytes() == zips["Flickr8k_Dataset.zip"]
+    dataset = data.load_dataset(folder)
+    assert dataset.report()["images"] == 3
+    assert not (folder / "Flicker8k_Dataset" / "__MACOSX").exists()
+    # A second run finds everything complete and asks the server for nothing.
+    count = len(server.requests)
+    data.download_flickr8k(tmp_path, server.url, checksums(zips))
+    assert len(server.requests) == count
+
+
+def test_interrupted_download_leaves_a_part_file_that_a_rerun_continues(served, tmp_path):
+    server, zips = served
+    name = "Flickr8k_Dataset.zip"
+    destination = tmp_path / name
+    server.drop_after[name] = 500
+    expected = checksums(zips)[name][1]
+    with pytest.raises(RuntimeError, match="run the same command again to resume"):
+        data.download_file(server.url + name, destination, expected, retries=0)
+    assert (tmp_path / (name + ".part")).stat().st_size == 500
+    assert not destination.exists()
+    data.download_file(server.url + name, destination, expected, retries=0)
+    assert destination.read_bytes() == zips[name]
+
+
+def test_corrupt_download_is_deleted_and_nothing_is_extracted(served, tmp_path):
+    server, zips = served
+    good = checksums(zips)
+    server.files["Flickr8k_text.zip"] = zips["Flickr8k_text.zip"][:-10] + b"x" * 10
+    with pytest.raises(ValueError, match="sha256 is .* expected"):
+        data.download_flickr8k(tmp_path, server.url, good)
+    folder = tmp_path / "flickr8k"
+    assert not (folder / "Flickr8k_text").exists()
+    assert not (folder / "Flickr8k_text.zip").exists()
+    assert not list(folder.glob("*.part")) and not list(folder.glob(".*partial"))
+
+
+def test_broken_archive_never_looks_extracted(tmp_path):
+    archive = tmp_path / "broken.zip"
+    archive.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a valid zip"):
+        data.extract_zip(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.zip"]
+
+
+def test_cli_download_over_loopback_and_http_errors(served, tmp_path, capsys):
+    server, zips = served
+    # The real checksums do not match these test zips: a clear error and exit 2.
+    assert data.main(["download", "flickr8k", "--to", str(tmp_path),
+                      "--base-url", server.url]) == 2
+    assert "md5 is" in capsys.readouterr().err
+    assert data.main(["download", "flickr8k", "--to", str(tmp_path),
+                      "--base-url", server.url + "missing/nothing-"]) == 2
+    assert "HTTP 404" in capsys.readouterr().err
