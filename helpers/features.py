@@ -1,0 +1,310 @@
+"""CNN features for every image: VGG16 `block5_conv3` (14x14x512 at 224x224) by default.
+
+    python -m helpers.features extract --data DATA_DIR --out OUT_DIR \
+        [--weights imagenet|none|PATH] [--limit N] [--batch-size N]
+
+The result is one float16 memory-mapped `features.npy` of shape (N, 196, 512) and an
+index `features.json` (image names in row order, encoder, layer, input size, weights).
+Extraction resumes after a kill, and a finished cache is reused while its settings match.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
+
+from helpers.io import write_json_atomic  # noqa: E402
+
+# name -> (keras.applications class, preprocessing module, feature layer)
+ENCODERS = {
+    "vgg16": ("VGG16", "vgg16", "block5_conv3"),
+    "resnet50": ("ResNet50", "resnet", "conv5_block3_out"),
+}
+MAX_PIXELS = 50_000_000  # larger images are skipped as decompression bombs
+FEATURES, INDEX, PROGRESS = "features.npy", "features.json", "features.progress.json"
+
+
+# ---------------------------------------------------------------- images
+
+
+def load_image(path: str | Path, size: int) -> np.ndarray:
+    """Decode any image PIL reads into (size, size, 3) uint8 RGB; raise ValueError if bad.
+
+    EXIF rotation is applied, grayscale and CMYK become RGB, transparency is laid
+    on white, and JPEG decoding is done at reduced scale when the image is large.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.width * image.height > MAX_PIXELS:
+                    raise ValueError(
+                        f"{image.width}x{image.height} pixels is over the "
+                        f"{MAX_PIXELS:,} limit (possible decompression bomb)"
+                    )
+                image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4, 1/8
+                image = ImageOps.exif_transpose(image)
+                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                    rgba = image.convert("RGBA")
+                    image = Image.new("RGBA", rgba.size, "white")
+                    image.alpha_composite(rgba)
+                image = image.convert("RGB").resize((size, size), Image.BICUBIC)
+                return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:
+        raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+# ---------------------------------------------------------------- encoder
+
+
+def weights_identity(weights: str | None, seed: int) -> str:
+    """A string that names the weights exactly (a file is named by its content)."""
+    if weights is None:
+        return f"random(seed={seed})"
+    if weights == "imagenet":
+        return "imagenet"
+    digest = hashlib.sha256(Path(weights).read_bytes()).hexdigest()
+    return f"file:{Path(weights).name}:sha256:{digest[:16]}"
+
+
+def build_encoder(
+    name: str = "vgg16", weights: str | None = "imagenet", image_size: int = 224,
+    seed: int = 1234,
+):
+    """The CNN cut at its feature layer: (batch, size, size, 3) -> (batch, h, w, channels).
+
+    `weights` is "imagenet" (downloaded by Keras once, on a machine with internet),
+    a path to a local `.h5` weights file, or None for random weights from `seed`.
+    """
+    import keras
+
+    if name not in ENCODERS:
+        raise ValueError(f"Unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
+    class_name, _, layer = ENCODERS[name]
+    application = getattr(keras.applications, class_name)
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise FileNotFoundError(f"{weights}: weights file not found")
+    keras.utils.set_random_seed(seed)
+    shape = (image_size, image_size, 3)
+    try:
+        base = application(include_top=False, weights=weights, input_shape=shape)
+    except Exception as error:  # Keras raises several kinds for a failed download.
+        if weights != "imagenet":
+            raise ValueError(f"{weights}: cannot load these weights into {class_name} "
+                             f"without its top ({error})") from None
+        cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+        raise RuntimeError(
+            f"Could not get the ImageNet weights for {class_name} ({error}). Keras looks "
+            f"for '{_weights_file(name)}' in {cache}: download that file on a machine "
+            f"with internet and copy it there, or pass --weights PATH to a local .h5 file."
+        ) from None
+    return keras.Model(base.input, base.get_layer(layer).output, name=f"{name}_{layer}")
+
+
+def count_macs(model) -> int:
+    """Multiply-accumulates of one forward pass of one image (convolutions only)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, channels_out = layer.output.shape
+            kernel_h, kernel_w = layer.kernel_size
+            total += height * width * channels_out * kernel_h * kernel_w * layer.input.shape[-1]
+    return total
+
+
+def _weights_file(name: str) -> str:
+    return {
+        "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
+    }[name]
+
+
+def preprocess(name: str):
+    """The encoder's own `preprocess_input` (VGG16: BGR, ImageNet means subtracted)."""
+    import keras
+
+    return getattr(keras.applications, ENCODERS[name][1]).preprocess_input
+
+
+def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = "vgg16"):
+    """tf.data: parallel decode and resize, batched, preprocessed, prefetched.
+
+    Yields (images, errors): a bad file gives a black image and a non-empty error.
+    """
+    import tensorflow as tf
+
+    def decode(path):
+        try:
+            return load_image(path.numpy().decode(), size), ""
+        except ValueError as error:
+            return np.zeros((size, size, 3), np.uint8), str(error)
+
+    def load(path):
+        image, error = tf.py_function(decode, [path], [tf.uint8, tf.string])
+        image.set_shape((size, size, 3))
+        error.set_shape(())
+        return image, error
+
+    prepare = preprocess(encoder)
+    return (
+        tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .batch(batch_size)
+        .map(lambda images, errors: (prepare(tf.cast(images, tf.float32)), errors),
+             num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+
+
+# ---------------------------------------------------------------- extraction
+
+
+def extract(
+    image_paths: dict[str, Path],
+    out: str | Path,
+    *,
+    encoder: str = "vgg16",
+    weights: str | None = "imagenet",
+    image_size: int = 224,
+    batch_size: int = 32,
+    seed: int = 1234,
+    progress: bool = True,
+    model=None,
+) -> dict:
+    """Features for `image_paths` (name -> file) into `out`; returns the index.
+
+    Rows follow the order of `image_paths`. Resumes a killed run from its last
+    finished batch and gives the same bytes as an uninterrupted run. `model` may be
+    an encoder already built by `build_encoder` with the same arguments.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    names = list(image_paths)
+    settings = {
+        "names": names,
+        "encoder": encoder,
+        "layer": ENCODERS[encoder][2],
+        "image_size": image_size,
+        "weights": weights_identity(weights, seed),
+        "batch_size": batch_size,
+    }
+    index = _read_json(out / INDEX)
+    if index and (out / FEATURES).exists() and _same(index, settings):
+        return index  # A finished cache with the same settings.
+    model = model or build_encoder(encoder, weights, image_size, seed)
+    grid = model.output_shape[1] * model.output_shape[2]
+    shape = (len(names), grid, model.output_shape[3])
+    partial = out / (FEATURES + ".partial")
+    state = _read_json(out / PROGRESS)
+    if not (state and partial.exists() and _same(state, settings)):
+        for stale in (out / INDEX, out / FEATURES, out / PROGRESS, partial):
+            stale.unlink(missing_ok=True)
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
+        del array
+        state = {**settings, "done": 0, "skipped": {}}
+        write_json_atomic(out / PROGRESS, state)
+    array = np.load(partial, mmap_mode="r+")
+    start, skipped = state["done"], dict(state["skipped"])
+    paths = [image_paths[name] for name in names[start:]]
+    bar = tqdm(total=len(names), initial=start, unit="img", disable=not progress,
+               desc=f"{encoder} features")
+    began = time.perf_counter()
+    row = start
+    for images, errors in image_dataset(paths, image_size, batch_size, encoder):
+        features = model.predict_on_batch(images).reshape(len(images), *shape[1:])
+        for offset, error in enumerate(errors.numpy()):
+            if error:
+                skipped[names[row + offset]] = error.decode()
+                features[offset] = 0
+        array[row : row + len(images)] = features.astype(np.float16)
+        array.flush()
+        row += len(images)
+        write_json_atomic(out / PROGRESS, {**settings, "done": row, "skipped": skipped})
+        bar.update(len(images))
+        bar.set_postfix(img_per_s=f"{(row - start) / (time.perf_counter() - began):.1f}")
+    bar.close()
+    del array
+    partial.replace(out / FEATURES)
+    index = {**settings, "shape": list(shape), "dtype": "float16", "skipped": skipped}
+    write_json_atomic(out / INDEX, index)
+    (out / PROGRESS).unlink()
+    return index
+
+
+def load_features(folder: str | Path) -> tuple[np.ndarray, dict]:
+    """The memory-mapped feature array (read-only) and its index."""
+    folder = Path(folder)
+    index = _read_json(folder / INDEX)
+    if index is None or not (folder / FEATURES).exists():
+        raise FileNotFoundError(f"{folder}: no finished feature cache (run extraction first)")
+    return np.load(folder / FEATURES, mmap_mode="r"), index
+
+
+def _same(saved: dict, settings: dict) -> bool:
+    return all(saved.get(key) == value for key, value in settings.items())
+
+
+def _read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+# ---------------------------------------------------------------- command line
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.features", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("extract", help="extract features for a dataset folder")
+    run.add_argument("--data", type=Path, required=True, help="dataset folder")
+    run.add_argument("--out", type=Path, required=True, help="output folder")
+    run.add_argument("--weights", default="imagenet", help="imagenet, none or a .h5 path")
+    run.add_argument("--encoder", default="vgg16", choices=sorted(ENCODERS))
+    run.add_argument("--limit", type=int, default=None, help="first N images only")
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--image-size", type=int, default=224)
+    run.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args(argv)
+    for option in ("limit", "batch_size", "image_size"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            parser.error(f"--{option.replace('_', '-')} must be a positive number")
+    weights = None if args.weights.lower() == "none" else args.weights
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        parser.error(f"--weights {weights}: no such file (use imagenet, none or a path)")
+    from helpers.data import load_dataset
+
+    try:
+        dataset = load_dataset(args.data)
+        paths = dict(list(dataset.image_paths.items())[: args.limit])
+        index = extract(paths, args.out, encoder=args.encoder, weights=weights,
+                        image_size=args.image_size, batch_size=args.batch_size,
+                        seed=args.seed)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.out / FEATURES}: {index['shape']} {index['dtype']}, "
+          f"{len(index['skipped'])} skipped")
+    for name, reason in index["skipped"].items():
+        print(f"  skipped {name}: {reason}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
