@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
+import functools
+import json
+import math
 import string
+from pathlib import Path
+
+import numpy as np
+
+from helpers.io import write_json_atomic
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _DIGITS = str.maketrans("", "", string.digits)
@@ -36,3 +46,72 @@ def words(text: str) -> list[str]:
     """Normalised words of a caption."""
     return normalize_caption(text).split()
 
+
+
+PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+SPECIAL = (PAD, START, END, UNK)  # ids 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Vocabulary:
+    """Words <-> ids, fitted on training captions only, saved as JSON (no pickle)."""
+
+    words: tuple[str, ...]  # id -> word; the four special tokens come first
+    max_length: int  # words per caption, without <start> and <end>
+    min_count: int
+
+    @classmethod
+    def fit(cls, captions: list[str], min_count: int = 5, max_length_percentile: float = 100.0):
+        """Keep words seen at least `min_count` times; most frequent first."""
+        counts = collections.Counter(word for caption in captions for word in words(caption))
+        kept = sorted((w for w, n in counts.items() if n >= min_count),
+                      key=lambda w: (-counts[w], w))
+        lengths = [len(words(caption)) for caption in captions]
+        max_length = int(math.ceil(np.percentile(lengths, max_length_percentile)))
+        return cls(tuple(SPECIAL) + tuple(kept), max(1, max_length), min_count)
+
+    @functools.cached_property
+    def ids(self) -> dict[str, int]:
+        return {word: index for index, word in enumerate(self.words)}
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, caption: str) -> list[int]:
+        """<start> word ids <end>, unknown words as <unk>, cut at `max_length` words."""
+        unk = self.ids[UNK]
+        body = [self.ids.get(word, unk) for word in words(caption)][: self.max_length]
+        return [self.ids[START], *body, self.ids[END]]
+
+    def encode_batch(self, captions: list[str]) -> np.ndarray:
+        """(len(captions), max_length + 2) int32, padded with <pad> = 0."""
+        out = np.zeros((len(captions), self.max_length + 2), np.int32)
+        for row, caption in enumerate(captions):
+            ids = self.encode(caption)
+            out[row, : len(ids)] = ids
+        return out
+
+    def decode(self, ids) -> str:
+        """Words up to the first <end>; <pad> and <start> are dropped."""
+        out = []
+        for index in ids:
+            index = int(index)
+            if index == self.ids[END]:
+                break
+            if index not in (self.ids[PAD], self.ids[START]):
+                out.append(self.words[index])
+        return " ".join(out)
+
+    def to_json(self) -> dict:
+        return {"words": list(self.words), "max_length": self.max_length,
+                "min_count": self.min_count}
+
+    def save(self, path: str | Path) -> Path:
+        return write_json_atomic(path, self.to_json())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Vocabulary":
+        content = json.loads(Path(path).read_text())
+        if tuple(content["words"][:4]) != SPECIAL:
+            raise ValueError(f"{path}: not a vocabulary file (special tokens missing)")
+        return cls(tuple(content["words"]), content["max_length"], content["min_count"])

@@ -36,7 +36,7 @@ def test_vgg16_block5_conv3_is_196_by_512_float16(pictures, tmp_path):
     array, loaded = features.load_features(tmp_path)
     assert array.shape == (2, 196, 512) and array.dtype == np.float16
     assert loaded == index and index["layer"] == "block5_conv3" and index["image_size"] == 224
-    assert index["names"] == list(two) and index["weights"] == "random(seed=1234)"
+    assert index["names"] == list(two) and index["weights"] == "random-he-normal(seed=1234)"
     assert np.abs(array).sum() > 0
 
 

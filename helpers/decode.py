@@ -1,0 +1,120 @@
+"""Batched greedy and beam-search decoding, compiled with tf.function.
+
+Many images go through one call; each step is one `model.step` for the whole batch
+(times the beam width), never one `model.predict` per word. Decoding stops on the
+exact `<end>` id and never emits `<pad>` or `<start>`.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from helpers.text import END, PAD, START, Vocabulary  # noqa: E402
+
+NEG_INF = -1e9
+
+
+def _log_probs(logits, vocabulary_size):
+    """Log-softmax with <pad> (0) and <start> (1) made impossible."""
+    banned = tf.one_hot([0, 1], vocabulary_size, dtype=tf.float32)  # (2, vocabulary)
+    log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocabulary)
+    return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
+
+
+def beam_search(model, features, beam_width: int, max_length: int, end_id: int = 2,
+                length_penalty: float = 1.0):
+    """Beam search over a batch; beam width 1 is greedy decoding.
+
+    Returns tokens (batch, max_length), the chosen beam's score (sum of log
+    probabilities divided by length ** length_penalty), its length (words including
+    <end>) and attention weights (batch, max_length, grid). Padding follows <end>.
+    """
+    features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
+    batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
+    state = model.initial_state(tf.repeat(features, k, axis=0))  # each (batch * k, ...)
+    vocabulary_size = model.vocabulary_size
+    # Only the first beam is alive at the start, so step one expands a single prefix.
+    scores = tf.tile(tf.constant([[0.0] + [NEG_INF] * (k - 1)]), [batch, 1])  # (batch, k)
+    tokens = tf.zeros((batch, k, max_length), tf.int32)
+    alphas = tf.zeros((batch, k, max_length, grid), tf.float32)
+    lengths = tf.zeros((batch, k), tf.int32)
+    finished = tf.zeros((batch, k), tf.bool)
+    words = tf.fill([batch * k], 1)  # <start>
+    for t in tf.range(max_length):
+        logits, alpha, state = model.step(words, state)  # (batch * k, vocabulary), (.., grid)
+        log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
+        # A finished beam may only continue with <pad>, at no cost.
+        pad_only = tf.one_hot(0, vocabulary_size, on_value=0.0, off_value=NEG_INF)
+        log_probs = tf.where(finished[..., None], pad_only, log_probs)  # (batch, k, vocab)
+        candidates = tf.reshape(scores[..., None] + log_probs, (batch, -1))  # (batch, k * V)
+        scores, flat = tf.math.top_k(candidates, k)  # (batch, k) each
+        origin = flat // vocabulary_size  # which beam each survivor extends
+        new_words = tf.cast(flat % vocabulary_size, tf.int32)  # (batch, k)
+        take = lambda x: tf.gather(x, origin, batch_dims=1)  # noqa: E731  per image
+        was_finished = take(finished)
+        here = tf.one_hot(t, max_length, dtype=tf.int32)  # (max_length,)
+        tokens = take(tokens) + new_words[..., None] * here
+        step_alpha = tf.reshape(tf.cast(alpha, tf.float32), (batch, k, grid))
+        alive = tf.cast(~was_finished, tf.float32)[..., None, None]
+        alphas = take(alphas) + take(step_alpha)[:, :, None, :] * tf.cast(
+            here, tf.float32)[None, None, :, None] * alive
+        lengths = take(lengths) + tf.cast(~was_finished, tf.int32)
+        finished = was_finished | tf.equal(new_words, end_id)
+        flat_origin = tf.reshape(origin + tf.range(batch)[:, None] * k, [-1])  # (batch * k,)
+        state = {name: tf.gather(value, flat_origin) for name, value in state.items()}
+        words = tf.reshape(new_words, [-1])
+        if tf.reduce_all(finished):
+            break
+    normalised = scores / tf.cast(tf.maximum(lengths, 1), tf.float32) ** length_penalty
+    best = tf.argmax(normalised, axis=1, output_type=tf.int32)  # (batch,)
+    pick = lambda x: tf.gather(x, best, batch_dims=1)  # noqa: E731
+    return pick(tokens), pick(normalised), pick(lengths), pick(alphas)
+
+
+class Decoder:
+    """Compiled decoding for one model and vocabulary, over any number of images."""
+
+    def __init__(self, model, vocabulary: Vocabulary, max_length: int | None = None,
+                 batch_size: int = 128):
+        if vocabulary.words[:3] != (PAD, START, END) or len(vocabulary) != model.vocabulary_size:
+            raise ValueError("the vocabulary does not match the model")
+        self.model, self.vocabulary, self.batch_size = model, vocabulary, batch_size
+        self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
+        self._compiled = {}
+
+    def _function(self, beam_width: int):
+        if beam_width not in self._compiled:
+            # An unknown batch size in the signature keeps every loop shape fixed.
+            signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
+            self._compiled[beam_width] = tf.function(
+                lambda features: beam_search(self.model, features, beam_width,
+                                             self.max_length, self.vocabulary.ids[END]),
+                input_signature=[signature],
+            )
+        return self._compiled[beam_width]
+
+    def __call__(self, features, beam_width: int = 1) -> list[dict]:
+        """One dict per image: text, tokens, score, attention (words, grid)."""
+        if beam_width < 1:
+            raise ValueError("beam_width must be at least 1")
+        function = self._function(beam_width)
+        results = []
+        for start in range(0, len(features), self.batch_size):
+            batch = np.asarray(features[start : start + self.batch_size], np.float32)
+            tokens, scores, lengths, alphas = (x.numpy() for x in function(batch))
+            for row in range(len(batch)):
+                n = int(lengths[row])
+                ids = tokens[row, :n].tolist()
+                words = [w for w in ids if w != self.vocabulary.ids[END]]
+                results.append({
+                    "text": self.vocabulary.decode(ids),
+                    "tokens": words,
+                    "score": float(scores[row]),
+                    "attention": alphas[row, : len(words)],  # (words, grid)
+                })
+        return results

@@ -1,0 +1,115 @@
+"""Caption metrics measured the way published Flickr8k numbers are.
+
+Corpus-level BLEU-1..4 (nltk, uniform weights) against all references of each image,
+with lowercase, punctuation removed and <start>/<end>/<pad>/<unk> stripped on both
+sides; CIDEr-D and ROUGE-L from pycocoevalcap; METEOR when Java is present.
+
+    python -m helpers.metrics --refs refs.json --hyps hyps.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from helpers.text import END, PAD, START, normalize_caption
+
+
+def tokens(text: str) -> list[str]:
+    """Normalised words with <pad>, <start> and <end> removed.
+
+    They are removed before normalising, which would turn "<end>" into the word "end".
+    An "<unk>" stays (as "unk"): it is a wrong word, not a missing one.
+    """
+    for token in (PAD, START, END):
+        text = text.replace(token, " ")
+    return normalize_caption(text).split()
+
+
+def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
+    if not references or not hypotheses:
+        raise ValueError("empty input: need at least one image with references and a hypothesis")
+    missing_hypotheses = sorted(set(references) - set(hypotheses))
+    missing_references = sorted(set(hypotheses) - set(references))
+    if missing_hypotheses or missing_references:
+        raise ValueError(
+            f"images must match: {len(missing_hypotheses)} without a hypothesis "
+            f"{missing_hypotheses[:3]}, {len(missing_references)} without references "
+            f"{missing_references[:3]}"
+        )
+    names = sorted(references)
+    for name in names:
+        if not references[name]:
+            raise ValueError(f"{name}: no reference captions")
+    return names
+
+
+def bleu(references: dict[str, list[str]], hypotheses: dict[str, str]) -> dict[str, float]:
+    """Corpus BLEU-1..4 with uniform weights: {"bleu1": ..., "bleu4": ...}."""
+    from nltk.translate.bleu_score import corpus_bleu
+
+    names = _pairs(references, hypotheses)
+    refs = [[tokens(r) for r in references[name]] for name in names]
+    hyps = [tokens(hypotheses[name]) for name in names]
+    weights = [(1.0,), (0.5, 0.5), (1 / 3, 1 / 3, 1 / 3), (0.25, 0.25, 0.25, 0.25)]
+    scores = corpus_bleu(refs, hyps, weights=weights)
+    return {f"bleu{n}": float(score) for n, score in enumerate(scores, start=1)}
+
+
+def evaluate(references: dict[str, list[str]], hypotheses: dict[str, str],
+             meteor: bool | None = None) -> dict[str, float]:
+    """BLEU-1..4, CIDEr-D, ROUGE-L (and METEOR if Java is found or asked for)."""
+    from pycocoevalcap.cider.cider import Cider
+    from pycocoevalcap.rouge.rouge import Rouge
+
+    names = _pairs(references, hypotheses)
+    gts = {n: [" ".join(tokens(r)) for r in references[n]] for n in names}
+    res = {n: [" ".join(tokens(hypotheses[n]))] for n in names}
+    result = bleu(references, hypotheses)
+    result["cider"] = float(Cider().compute_score(gts, res)[0])
+    result["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
+    if meteor is None:
+        meteor = shutil.which("java") is not None
+    if meteor:
+        from pycocoevalcap.meteor.meteor import Meteor
+
+        result["meteor"] = float(Meteor().compute_score(gts, res)[0])
+    return result
+
+
+def _load(path: Path, kind: str):
+    try:
+        content = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read {kind} JSON ({error})") from None
+    if not isinstance(content, dict):
+        raise ValueError(f"{path}: {kind} must be a JSON object keyed by image name")
+    return content
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers.metrics", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--refs", type=Path, required=True,
+                        help='JSON {"image": ["reference", ...]}')
+    parser.add_argument("--hyps", type=Path, required=True, help='JSON {"image": "caption"}')
+    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR even with Java")
+    args = parser.parse_args(argv)
+    try:
+        references, hypotheses = _load(args.refs, "references"), _load(args.hyps, "hypotheses")
+        meteor = False if args.no_meteor else None
+        if meteor is None and shutil.which("java") is None:
+            print("METEOR skipped: no Java found", file=sys.stderr)
+        result = evaluate(references, hypotheses, meteor=meteor)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(json.dumps({k: round(v, 4) for k, v in result.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""Training: whole captions with teacher forcing, streamed from the feature memmap.
+
+No per-prefix X1/X2/y arrays and no one-hot targets: one training example is one
+caption (its token ids) plus the row of its image in the memmap; the batch's features
+are read from disk when the batch is formed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from helpers import model as models  # noqa: E402
+from helpers.io import write_json_atomic  # noqa: E402
+from helpers.text import Vocabulary  # noqa: E402
+
+
+def caption_table(captions: dict[str, list[str]], names: list[str], vocabulary: Vocabulary,
+                  feature_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, tokens): the memmap row of each caption's image and its padded ids."""
+    position = {name: row for row, name in enumerate(feature_names)}
+    missing = [name for name in names if name not in position]
+    if missing:
+        raise ValueError(f"{len(missing)} image(s) have no feature row, e.g. {missing[:3]}")
+    pairs = [(position[name], caption) for name in names for caption in captions[name]]
+    rows = np.array([row for row, _ in pairs], np.int64)
+    return rows, vocabulary.encode_batch([caption for _, caption in pairs])
+
+
+def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256):
+    """Per-channel mean and variance over the given rows, read in chunks."""
+    rows = np.unique(rows)
+    total = np.zeros(features.shape[-1])
+    squares = np.zeros(features.shape[-1])
+    for start in range(0, len(rows), chunk):
+        block = np.asarray(features[rows[start : start + chunk]], np.float64)
+        total += block.sum(axis=(0, 1))
+        squares += (block**2).sum(axis=(0, 1))
+    count = len(rows) * features.shape[1]
+    mean = total / count
+    return mean.astype(np.float32), np.maximum(squares / count - mean**2, 1e-6).astype(np.float32)
+
+
+def make_dataset(features: np.ndarray, rows: np.ndarray, tokens: np.ndarray,
+                 batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+    """Batches of ((features, input words), target words, target weights).
+
+    Target weights are 0 on padding, so padding never contributes to the loss.
+    """
+    grid, dim = features.shape[1:]
+
+    def gather(batch_rows):
+        return np.asarray(features[batch_rows], dtype=np.float32)  # (batch, grid, dim)
+
+    def load(batch_rows, batch_tokens):
+        batch_features = tf.numpy_function(gather, [batch_rows], tf.float32)
+        batch_features.set_shape((None, grid, dim))
+        inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]  # (batch, time) each
+        weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
+        return (batch_features, inputs), targets, weights
+
+    data = tf.data.Dataset.from_tensor_slices((rows, tokens))
+    if shuffle:
+        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    return (data.batch(batch_size)
+            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """MirroredStrategy over several GPUs, else the default strategy: same code path."""
+    gpus = tf.config.list_logical_devices("GPU")
+    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+
+
+def masked_loss() -> keras.losses.Loss:
+    """Cross-entropy averaged over real words only (weights are 0 on padding)."""
+    return keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight"
+    )
+
+
+def best_so_far(log: Path, monitor: str = "val_loss") -> float | None:
+    """Best value in a CSVLogger file, so a resumed run does not forget it."""
+    if not log.exists():
+        return None
+    with open(log) as file:
+        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+    return min(values) if values else None
+
+
+def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
+          captions: dict[str, list[str]], splits: dict[str, list[str]],
+          vocabulary: Vocabulary, out: str | Path, *, shuffle_features: bool = False,
+          epochs: int | None = None, extra_callbacks=(), verbose: int = 2):
+    """Train a `kind` model ("attention" or "merge") and return (model, history rows).
+
+    Everything goes to `out`: `best.keras` (best validation loss), `log.csv`,
+    `tensorboard/`, and `backup/` from which a killed run resumes at its last
+    finished epoch. `shuffle_features` pairs each caption with a random other image,
+    the control that shows how much the model really uses the picture.
+    """
+    out = Path(out)
+    settings = {"kind": kind, "shuffle_features": shuffle_features, "epochs": epochs,
+                "config": json.loads(cfg.to_json()), "vocabulary": len(vocabulary),
+                "features": list(features.shape), "names": feature_names[:3]}
+    if _read(out / "settings.json") != settings:  # Stale or foreign work: start afresh.
+        shutil.rmtree(out, ignore_errors=True)
+    elif (out / "summary.json").exists():  # Finished before: reuse it.
+        return keras.saving.load_model(out / "best.keras"), read_log(out / "log.csv")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(out / "settings.json", settings)
+    keras.utils.set_random_seed(cfg.seed)
+    if tf.config.list_physical_devices("GPU"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    train_rows, train_tokens = caption_table(captions, splits["train"], vocabulary, feature_names)
+    dev_rows, dev_tokens = caption_table(captions, splits["dev"], vocabulary, feature_names)
+    if shuffle_features:
+        permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
+        train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
+    mean, variance = feature_statistics(features, train_rows)
+    strategy = distribution_strategy()
+    batch_size = cfg.batch_size * strategy.num_replicas_in_sync
+    train_data = make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed)
+    dev_data = make_dataset(features, dev_rows, dev_tokens, batch_size)
+    steps = int(np.ceil(len(train_rows) / batch_size))
+    epochs = epochs or cfg.epochs
+    with strategy.scope():
+        model = models.build(kind, cfg, len(vocabulary), features.shape[1:], mean, variance)
+        schedule = keras.optimizers.schedules.CosineDecay(
+            cfg.learning_rate, decay_steps=steps * epochs, alpha=0.1
+        )
+        model.compile(
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+            loss=masked_loss(),
+            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+        )
+        inputs, _, _ = next(iter(dev_data))
+        model(inputs)  # Build the weights now: BackupAndRestore needs a built model.
+    log = out / "log.csv"
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_loss",
+                                        save_best_only=True,
+                                        initial_value_threshold=best_so_far(log)),
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
+        keras.callbacks.CSVLogger(str(log), append=True),
+        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False,
+                                    profile_batch=0),
+        *extra_callbacks,
+    ]
+    model.fit(train_data, validation_data=dev_data, epochs=epochs, callbacks=callbacks,
+              verbose=verbose, shuffle=False)  # train_data shuffles itself
+    best = keras.saving.load_model(out / "best.keras")
+    write_json_atomic(out / "summary.json", {
+        "kind": kind, "shuffle_features": shuffle_features, "epochs_run": len(read_log(log)),
+        "best_val_loss": best_so_far(log), "parameters": int(best.count_params()),
+    })
+    return best, read_log(log)
+
+
+def _read(path: Path):
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def read_log(log: str | Path) -> list[dict]:
+    """The CSVLogger rows as dictionaries of floats."""
+    with open(log) as file:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(file)]
