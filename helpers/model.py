@@ -111,7 +111,9 @@ class AttentionCaptioner(Captioner):
         embedded = self.embedding(words)  # (batch, embedding_dim)
         inputs = ops.concatenate([embedded, ops.cast(context, embedded.dtype)], axis=-1)
         h, (h, c) = self.cell(inputs, [state["h"], state["c"]], training=training)
-        logits = self.output_layer(self.dropout(h, training=training))  # (batch, vocabulary)
+        # Deep output: the word depends on the state, the context and the previous word.
+        deep = ops.concatenate([h, ops.cast(context, h.dtype), embedded], axis=-1)
+        logits = self.output_layer(self.dropout(deep, training=training))  # (batch, vocab)
         return logits, alpha, {**state, "h": h, "c": c}
 
     def add_attention_penalty(self, alphas, words, training):

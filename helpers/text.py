@@ -6,7 +6,6 @@ import collections
 import dataclasses
 import functools
 import json
-import math
 import string
 from pathlib import Path
 
@@ -67,7 +66,8 @@ class Vocabulary:
         kept = sorted((w for w, n in counts.items() if n >= min_count),
                       key=lambda w: (-counts[w], w))
         lengths = [len(words(caption)) for caption in captions]
-        max_length = int(math.ceil(np.percentile(lengths, max_length_percentile)))
+        # The shortest length that covers `max_length_percentile` % of the captions.
+        max_length = int(np.percentile(lengths, max_length_percentile, method="inverted_cdf"))
         return cls(tuple(SPECIAL) + tuple(kept), max(1, max_length), min_count)
 
     @functools.cached_property

@@ -1,0 +1,111 @@
+"""Decoding: beam k=1 is greedy, beam beats greedy where it should, stops at <end>."""
+
+import types
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import model as models
+from helpers.decode import Decoder
+from helpers.text import Vocabulary
+
+WORDS = ("<pad>", "<start>", "<end>", "<unk>", "a", "b", "c")
+
+
+class Chain:
+    """A stand-in model whose next word depends only on the last word."""
+
+    grid, feature_dim = 3, 2
+
+    def __init__(self, table: dict):
+        probabilities = np.full((len(WORDS), len(WORDS)), 1e-12)
+        for (word, following), p in table.items():
+            probabilities[WORDS.index(word), WORDS.index(following)] = p
+        self.vocabulary_size = len(WORDS)
+        self.log_table = tf.constant(np.log(probabilities), tf.float32)
+
+    def initial_state(self, features):
+        return {"unused": features[:, 0, 0]}
+
+    def step(self, words, state):
+        alpha = tf.fill([tf.shape(words)[0], self.grid], 1.0 / self.grid)
+        return tf.gather(self.log_table, words), alpha, state
+
+
+VOCABULARY = Vocabulary(WORDS, max_length=5, min_count=1)
+# Greedy takes "a" (0.55) and then can only go on weakly; "b <end>" is more likely.
+TRAP = Chain({
+    ("<start>", "a"): 0.55, ("<start>", "b"): 0.45,
+    ("a", "c"): 0.34, ("a", "<end>"): 0.33, ("a", "b"): 0.33,
+    ("b", "<end>"): 0.95, ("b", "c"): 0.05,
+    ("c", "<end>"): 1.0,
+})
+FEATURES = np.zeros((2, 3, 2), np.float32)
+
+
+def test_beam_finds_the_better_caption_that_greedy_misses():
+    decoder = Decoder(TRAP, VOCABULARY)
+    greedy, beam = decoder(FEATURES, 1)[0], decoder(FEATURES, 3)[0]
+    assert greedy["text"] == "a c" and beam["text"] == "b"
+    assert greedy["score"] == pytest.approx(np.log(0.55 * 0.34 * 1.0) / 3, abs=1e-5)
+    assert beam["score"] == pytest.approx(np.log(0.45 * 0.95) / 2, abs=1e-5)
+    assert beam["score"] >= greedy["score"]
+
+
+def test_stops_at_end_and_never_emits_pad_or_start():
+    chain = Chain({("<start>", "<pad>"): 0.5, ("<start>", "<start>"): 0.3,
+                   ("<start>", "c"): 0.2, ("c", "<end>"): 0.9, ("c", "c"): 0.1})
+    for width in (1, 2, 3):
+        result = Decoder(chain, VOCABULARY)(FEATURES, width)[0]
+        assert result["tokens"] == [WORDS.index("c")]
+        assert result["text"] == "c" and result["attention"].shape == (1, 3)
+
+
+def test_maximum_length_caps_a_caption_without_end():
+    chain = Chain({("<start>", "a"): 1.0, ("a", "a"): 1.0})
+    result = Decoder(chain, VOCABULARY, max_length=4)(FEATURES, 2)[0]
+    assert result["text"] == "a a a a"
+
+
+def small_attention_model():
+    keras.utils.set_random_seed(3)
+    cfg = types.SimpleNamespace(embedding_dim=8, units=16, attention_dim=8, dropout=0.0,
+                                attention_penalty=1.0)
+    return models.build("attention", cfg, len(WORDS), (5, 4), np.zeros(4), np.ones(4))
+
+
+def reference_greedy(model, features, max_length):
+    """An independent, plain eager greedy loop (one image at a time)."""
+    out = []
+    for image in features:
+        state = model.initial_state(image[None])
+        word, ids = 1, []
+        for _ in range(max_length):
+            logits, _, state = model.step(tf.constant([word]), state)
+            logits = logits.numpy()[0]
+            logits[:2] = -np.inf  # never <pad> or <start>
+            word = int(np.argmax(logits))
+            if word == 2:
+                break
+            ids.append(word)
+        out.append(ids)
+    return out
+
+
+def test_beam_width_one_is_greedy_and_attention_sums_to_one():
+    model = small_attention_model()
+    features = np.random.default_rng(0).normal(size=(6, 5, 4)).astype("float32")
+    decoder = Decoder(model, VOCABULARY, batch_size=4)  # two batches: 4 + 2
+    results = decoder(features, 1)
+    assert [r["tokens"] for r in results] == reference_greedy(model, features, 6)
+    for result in results:
+        np.testing.assert_allclose(result["attention"].sum(-1), 1.0, rtol=1e-5)
+    beams = decoder(features, 3)
+    assert all(b["score"] >= g["score"] - 1e-6 for b, g in zip(beams, results))
+
+
+def test_decoder_refuses_a_vocabulary_of_another_size():
+    with pytest.raises(ValueError, match="does not match"):
+        Decoder(small_attention_model(), Vocabulary(WORDS[:5], 5, 1))

@@ -1,0 +1,94 @@
+"""Models: shapes, causality, masking, attention, save and reload."""
+
+import types
+
+import keras
+import numpy as np
+import pytest
+
+from helpers import model as models
+from helpers import train
+
+CFG = types.SimpleNamespace(embedding_dim=8, units=16, attention_dim=8, dropout=0.0,
+                            attention_penalty=1.0)
+VOCABULARY, GRID, DIM, TIME = 11, 4, 6, 7
+
+
+def build(kind, penalty=1.0):
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    cfg = types.SimpleNamespace(**{**vars(CFG), "attention_penalty": penalty})
+    return models.build(kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM),
+                        rng.uniform(0.5, 2, DIM))
+
+
+def batch(seed=1):
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(3, GRID, DIM)).astype("float32")
+    words = rng.integers(3, VOCABULARY, size=(3, TIME)).astype("int32")
+    words[:, 0] = 1
+    words[0, 4:] = 0  # a short caption, padded
+    return features, words
+
+
+@pytest.mark.parametrize("kind", ["attention", "merge"])
+def test_logits_at_a_step_never_see_later_words(kind):
+    model = build(kind)
+    features, words = batch()
+    logits = model((features, words)).numpy()
+    assert logits.shape == (3, TIME, VOCABULARY)
+    changed = words.copy()
+    changed[:, 4:] = 5
+    again = model((features, changed)).numpy()
+    np.testing.assert_allclose(logits[:, :4], again[:, :4], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(logits[:, 4:], again[:, 4:])
+
+
+def test_padding_never_contributes_to_the_loss():
+    model = build("attention", penalty=0.0)
+    features, tokens = batch()
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    weights = (targets != 0).astype("float32")
+    logits = model((features, inputs)).numpy()
+    loss = train.masked_loss()
+    base = float(loss(targets, logits, sample_weight=weights))
+    noisy = logits.copy()
+    noisy[targets == 0] = np.random.default_rng(2).normal(size=noisy[targets == 0].shape) * 50
+    assert float(loss(targets, noisy, sample_weight=weights)) == pytest.approx(base, rel=1e-6)
+    real = logits.copy()
+    real[0, 0, 3] += 10.0  # a real position: the loss must move
+    assert float(loss(targets, real, sample_weight=weights)) != pytest.approx(base, rel=1e-6)
+    # The value is the mean over real words only.
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+    assert base == pytest.approx(-(picked * weights).sum() / weights.sum(), rel=1e-5)
+
+
+def test_attention_weights_sum_to_one_and_penalty_is_added():
+    model = build("attention")
+    features, words = batch()
+    state = model.initial_state(features)
+    _, alpha, _ = model.step(words[:, 1], state)
+    np.testing.assert_allclose(alpha.numpy().sum(-1), 1.0, rtol=1e-5)
+    model((features, words))
+    assert len(model.losses) == 1 and float(model.losses[0]) >= 0
+    quiet = build("attention", penalty=0.0)
+    quiet((features, words))
+    assert not quiet.losses
+
+
+@pytest.mark.parametrize("kind", ["attention", "merge"])
+def test_saved_model_reloads_with_identical_outputs(kind, tmp_path):
+    model = build(kind)
+    features, words = batch()
+    expected = model((features, words)).numpy()
+    model.save(tmp_path / "model.keras")
+    loaded = keras.saving.load_model(tmp_path / "model.keras")  # safe_mode is on
+    assert type(loaded) is type(model)
+    np.testing.assert_array_equal(loaded((features, words)).numpy(), expected)
+    np.testing.assert_array_equal(loaded.feature_mean, model.feature_mean)
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="Unknown model kind"):
+        models.build("transformer", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM))
