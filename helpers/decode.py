@@ -118,3 +118,10 @@ class Decoder:
                     "attention": alphas[row, : len(words)],  # (words, grid)
                 })
         return results
+
+    def caption(self, features, feature_names: list[str], names: list[str],
+                beam_width: int = 1) -> dict[str, dict]:
+        """Decode the images `names`, reading their rows of the feature memmap."""
+        position = {name: row for row, name in enumerate(feature_names)}
+        rows = np.array([position[name] for name in names])
+        return dict(zip(names, self(features[rows], beam_width)))

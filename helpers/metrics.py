@@ -29,6 +29,20 @@ def tokens(text: str) -> list[str]:
     return normalize_caption(text).split()
 
 
+SPATIAL_PHRASES = ("left of", "right of", "above", "below", "under", "over", "on top of",
+                   "beside", "next to", "in front of", "behind")
+
+
+def with_spatial_relations(references: dict[str, list[str]]) -> list[str]:
+    """Images whose references mostly (3 of 5) describe where things are."""
+    def spatial(caption: str) -> bool:
+        text = f" {' '.join(tokens(caption))} "
+        return any(f" {phrase} " in text for phrase in SPATIAL_PHRASES)
+
+    return sorted(name for name, refs in references.items()
+                  if sum(map(spatial, refs)) * 2 > len(refs))
+
+
 def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
     if not references or not hypotheses:
         raise ValueError("empty input: need at least one image with references and a hypothesis")
@@ -78,6 +92,16 @@ def evaluate(references: dict[str, list[str]], hypotheses: dict[str, str],
 
         result["meteor"] = float(Meteor().compute_score(gts, res)[0])
     return result
+
+
+def cider_per_image(references: dict[str, list[str]], hypotheses: dict[str, str]):
+    """CIDEr-D of each image, to find the best and worst captions."""
+    from pycocoevalcap.cider.cider import Cider
+
+    names = _pairs(references, hypotheses)
+    gts = {n: [" ".join(tokens(r)) for r in references[n]] for n in names}
+    res = {n: [" ".join(tokens(hypotheses[n]))] for n in names}
+    return dict(zip(names, map(float, Cider().compute_score(gts, res)[1])))
 
 
 def _load(path: Path, kind: str):

@@ -115,3 +115,9 @@ class Vocabulary:
         if tuple(content["words"][:4]) != SPECIAL:
             raise ValueError(f"{path}: not a vocabulary file (special tokens missing)")
         return cls(tuple(content["words"]), content["max_length"], content["min_count"])
+
+
+def coverage(vocabulary: Vocabulary, captions: list[str]) -> float:
+    """Share of the words in `captions` that the vocabulary knows (not <unk>)."""
+    all_words = [word for caption in captions for word in words(caption)]
+    return sum(word in vocabulary.ids for word in all_words) / max(1, len(all_words))
