@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo test unit notebooks-stripped nbval
+.PHONY: demo test unit notebooks-stripped nbval flickr8k test-full
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,4 +28,15 @@ notebooks-stripped: $(STAMP)
 nbval: $(STAMP)
 	CAPTION_PROFILE=ci $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
 	  --nbval-current-env --nbval-cell-timeout=900 --nbval-kernel-startup-timeout=120 \
+	  -x -v --durations=0
+
+# The full run on real Flickr8k with ImageNet VGG16 (a GPU machine with internet).
+flickr8k: $(STAMP)
+	$(PY) -m helpers.data download flickr8k --to data/
+	$(PY) -m helpers.data inspect data/flickr8k
+	CAPTION_PROFILE=flickr8k $(PY) -m helpers.run
+
+test-full: $(STAMP)
+	CAPTION_PROFILE=flickr8k $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
+	  --nbval-current-env --nbval-cell-timeout=36000 --nbval-kernel-startup-timeout=120 \
 	  -x -v --durations=0

@@ -4,12 +4,14 @@
       attention.keras  merge.keras   decoders (Keras format, loaded in safe mode)
       vocabulary.json                words <-> ids
       config.json                    the run's resolved config
-      encoder.json                   which CNN, layer, input size and weights made the features
+      bundle.json                    the encoder (CNN, layer, input size, weights) whose
+                                     features the decoders read, and the vocabulary's hash
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 
@@ -48,8 +50,16 @@ def save_bundle(folder: str | Path, models: dict, vocabulary: Vocabulary, cfg: C
         temporary.replace(folder / f"{kind}.keras")
     vocabulary.save(folder / "vocabulary.json")
     cfg.save(folder / "config.json")
-    write_json_atomic(folder / "encoder.json", encoder_identity(feature_index))
+    write_json_atomic(folder / "bundle.json", {
+        "encoder": encoder_identity(feature_index),
+        "vocabulary_sha256": _sha256(folder / "vocabulary.json"),
+        "models": sorted(models),
+    })
     return folder
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def load_bundle(folder: str | Path, kind: str = "attention",
@@ -61,19 +71,23 @@ def load_bundle(folder: str | Path, kind: str = "attention",
 
     folder = Path(folder)
     path = folder / f"{kind}.keras"
-    for needed in (path, folder / "vocabulary.json", folder / "encoder.json"):
+    for needed in (path, folder / "vocabulary.json", folder / "bundle.json"):
         if not needed.exists():
             raise FileNotFoundError(f"{folder}: not a complete model bundle ({needed.name} "
                                     "is missing); notebook 04 writes one")
+    manifest = json.loads((folder / "bundle.json").read_text())
+    encoder = manifest["encoder"]
+    if _sha256(folder / "vocabulary.json") != manifest["vocabulary_sha256"]:
+        raise ValueError(f"{folder}/vocabulary.json is not the vocabulary these decoders "
+                         "were trained with (its hash differs from bundle.json)")
     vocabulary = Vocabulary.load(folder / "vocabulary.json")
-    encoder = json.loads((folder / "encoder.json").read_text())
     model = keras.saving.load_model(path, safe_mode=True)
     if model.vocabulary_size != len(vocabulary):
         raise ValueError(f"{path.name} was trained with {model.vocabulary_size} words but "
                          f"vocabulary.json has {len(vocabulary)}: they come from different runs")
     if (model.grid, model.feature_dim) != (encoder["grid"], encoder["feature_dim"]):
         raise ValueError(f"{path.name} expects {model.grid}x{model.feature_dim} features but "
-                         f"encoder.json describes {encoder['grid']}x{encoder['feature_dim']}")
+                         f"bundle.json describes {encoder['grid']}x{encoder['feature_dim']}")
     if expect_encoder is not None:
         differences = {k: (encoder.get(k), v) for k, v in expect_encoder.items()
                        if encoder.get(k) != v}

@@ -158,10 +158,10 @@ def preprocess(name: str):
     return getattr(keras.applications, ENCODERS[name][1]).preprocess_input
 
 
-def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = "vgg16"):
-    """tf.data: parallel decode and resize, batched, preprocessed, prefetched.
+def decode_in_graph(size: int):
+    """A tf.data map function: path -> ((size, size, 3) uint8 image, error string).
 
-    Yields (images, errors): a bad file gives a black image and a non-empty error.
+    A bad file gives a black image and a non-empty error instead of stopping the run.
     """
     import tensorflow as tf
 
@@ -177,10 +177,20 @@ def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = 
         error.set_shape(())
         return image, error
 
+    return load
+
+
+def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = "vgg16"):
+    """tf.data: parallel decode and resize, batched, preprocessed, prefetched.
+
+    Yields (images, errors): a bad file gives a black image and a non-empty error.
+    """
+    import tensorflow as tf
+
     prepare = preprocess(encoder)
     return (
         tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(decode_in_graph(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
         .batch(batch_size)
         .map(lambda images, errors: (prepare(tf.cast(images, tf.float32)), errors),
              num_parallel_calls=tf.data.AUTOTUNE)

@@ -109,10 +109,36 @@ def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
     finished epoch. `shuffle_features` pairs each caption with a random other image,
     the control that shows how much the model really uses the picture.
     """
-    out = Path(out)
     settings = {"kind": kind, "shuffle_features": shuffle_features, "epochs": epochs,
                 "config": json.loads(cfg.to_json()), "vocabulary": len(vocabulary),
                 "features": list(features.shape), "names": feature_names[:3]}
+    train_rows, train_tokens = caption_table(captions, splits["train"], vocabulary, feature_names)
+    dev_rows, dev_tokens = caption_table(captions, splits["dev"], vocabulary, feature_names)
+    if shuffle_features:
+        permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
+        train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
+
+    def datasets(batch_size):
+        return (make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed),
+                make_dataset(features, dev_rows, dev_tokens, batch_size))
+
+    def build():
+        mean, variance = feature_statistics(features, train_rows)
+        return models.build(kind, cfg, len(vocabulary), features.shape[1:], mean, variance)
+
+    return fit(out, settings, build, datasets, len(train_rows), cfg, epochs or cfg.epochs,
+               cfg.learning_rate, extra_callbacks, verbose)
+
+
+def fit(out: str | Path, settings: dict, build, datasets, examples: int, cfg, epochs: int,
+        learning_rate: float, extra_callbacks=(), verbose: int = 2):
+    """The training loop shared by `train` and `fine_tune`.
+
+    `build()` makes the model and `datasets(batch_size)` the (train, dev) data; both
+    are called under the distribution strategy. A finished run with the same
+    `settings` is reused; a killed one resumes from its backup.
+    """
+    out = Path(out)
     if _read(out / "settings.json") != settings:  # Stale or foreign work: start afresh.
         shutil.rmtree(out, ignore_errors=True)
     elif (out / "summary.json").exists():  # Finished before: reuse it.
@@ -122,22 +148,14 @@ def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
     keras.utils.set_random_seed(cfg.seed)
     if tf.config.list_physical_devices("GPU"):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    train_rows, train_tokens = caption_table(captions, splits["train"], vocabulary, feature_names)
-    dev_rows, dev_tokens = caption_table(captions, splits["dev"], vocabulary, feature_names)
-    if shuffle_features:
-        permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
-        train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
-    mean, variance = feature_statistics(features, train_rows)
     strategy = distribution_strategy()
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
-    train_data = make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed)
-    dev_data = make_dataset(features, dev_rows, dev_tokens, batch_size)
-    steps = int(np.ceil(len(train_rows) / batch_size))
-    epochs = epochs or cfg.epochs
+    train_data, dev_data = datasets(batch_size)
+    steps = int(np.ceil(examples / batch_size))
     with strategy.scope():
-        model = models.build(kind, cfg, len(vocabulary), features.shape[1:], mean, variance)
+        model = build()
         schedule = keras.optimizers.schedules.CosineDecay(
-            cfg.learning_rate, decay_steps=steps * epochs, alpha=0.1
+            learning_rate, decay_steps=steps * epochs, alpha=0.1
         )
         model.compile(
             optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
@@ -162,8 +180,9 @@ def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
               verbose=verbose, shuffle=False)  # train_data shuffles itself
     best = keras.saving.load_model(out / "best.keras")
     write_json_atomic(out / "summary.json", {
-        "kind": kind, "shuffle_features": shuffle_features, "epochs_run": len(read_log(log)),
-        "best_val_loss": best_so_far(log), "parameters": int(best.count_params()),
+        **{k: v for k, v in settings.items() if k != "config"},
+        "epochs_run": len(read_log(log)), "best_val_loss": best_so_far(log),
+        "parameters": int(best.count_params()),
     })
     return best, read_log(log)
 

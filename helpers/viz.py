@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import textwrap
 from pathlib import Path
 
@@ -28,10 +29,22 @@ def caption_grid(
 
 def save_figure(figure, folder: Path, name: str) -> Path:
     """Save a figure as `<folder>/figures/<name>.png` and return the path."""
-    path = Path(folder) / "figures" / f"{name}.png"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100, bbox_inches="tight")
-    return path
+    return save_figure_to(figure, Path(folder) / "figures" / f"{name}.png")
+
+
+def save_figure_to(figure, path: Path) -> Path:
+    """Save a figure as PNG at `path`, atomically, and close it."""
+    from helpers.io import write_bytes_atomic
+
+    return write_bytes_atomic(path, figure_png(figure))
+
+
+def figure_png(figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes; the figure is closed."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
 
 
 def loss_curves(logs: dict[str, list[dict]]):
@@ -62,10 +75,10 @@ def attention_overlay(image: Image.Image, weights, size: int = 224):
     return np.asarray(heat, np.float32) / 255.0
 
 
-def attention_figure(path: Path, words: list[str], attention, columns: int = 5):
-    """The picture, then one panel per generated word with where the model looked."""
-    with Image.open(path) as source:
-        image = source.convert("RGB").resize((224, 224))
+def attention_figure(picture, words: list[str], attention, columns: int = 5):
+    """The picture (a path or a PIL image), then one panel per word: where it looked."""
+    source = picture if isinstance(picture, Image.Image) else Image.open(picture)
+    image = source.convert("RGB").resize((224, 224))
     panels = len(words) + 1
     rows = -(-panels // columns)
     figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows),

@@ -1,6 +1,36 @@
-"""Shared fixtures: small files written by the tests themselves."""
+"""Shared fixtures: small files and models made by the tests themselves."""
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory):
+    """A small untrained bundle on 32x32 inputs, with the sample images it was made from.
+
+    Untrained is enough to test loading, compatibility checks, the caption command and
+    the web page; whether models learn is checked by notebook 04.
+    """
+    from helpers import bundle, data, features, sample
+    from helpers import model as models
+    from helpers.config import get_config
+    from helpers.text import Vocabulary
+
+    root = tmp_path_factory.mktemp("bundle")
+    dataset = data.load_dataset(sample.write_sample(root / "data", 12, seed=21))
+    index = features.extract(dataset.image_paths, root / "features", weights=None,
+                             image_size=32, batch_size=4, progress=False)
+    cfg = get_config("ci", embedding_dim=8, units=16, attention_dim=8)
+    vocabulary = Vocabulary.fit([c for n in dataset.splits["train"]
+                                 for c in dataset.captions[n]], 1)
+    decoders = {kind: models.build(kind, cfg, len(vocabulary), (4, 512), np.zeros(512),
+                                   np.ones(512)) for kind in bundle.KINDS}
+    for decoder in decoders.values():
+        decoder((np.zeros((1, 4, 512), "float32"), np.ones((1, 2), "int32")))
+    folder = bundle.save_bundle(root / "bundle", decoders, vocabulary, cfg, index)
+    return folder, dataset

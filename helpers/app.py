@@ -1,0 +1,143 @@
+"""A small local web page to try the model: upload a photo, read the caption, see where
+the model looked for each word.
+
+    python -m helpers serve --model artifacts/sample/bundle [--port 8000]
+
+Flask, because the page is one form and one result: a few dozen lines, no JavaScript
+build, no assets fetched from the internet, and Werkzeug's test client for fast tests.
+It listens on 127.0.0.1 unless told otherwise, and refuses uploads over the size limit
+and files that are not images, with a message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import sys
+
+from flask import Flask, jsonify, request
+from PIL import Image
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
+<style>
+ body {{ font-family: sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }}
+ .caption {{ font-size: 1.4rem; margin: 1rem 0; }}
+ .error {{ color: #b00020; font-weight: bold; }}
+ img {{ max-width: 100%; }}
+</style></head>
+<body>
+<h1>Image captioning</h1>
+<form method="post" action="/" enctype="multipart/form-data">
+ <input type="file" name="image" accept="image/*" required>
+ <select name="decoding">
+  <option value="1">greedy</option>
+  <option value="3" selected>beam search, k = 3</option>
+  <option value="5">beam search, k = 5</option>
+ </select>
+ <button type="submit">Caption it</button>
+</form>
+<p><small>Model: {model}. Uploads up to {limit} MB.</small></p>
+{result}
+</body></html>"""
+
+
+def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
+    """The Flask app around a `helpers.caption.Captioner`."""
+    from helpers import features, viz
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+    description = f"{captioner.encoder_name} + {captioner.bundle.model.name}"
+
+    def page(result: str = "", status: int = 200):
+        body = PAGE.format(model=html.escape(description), limit=f"{max_upload_mb:g}",
+                           result=result)
+        return body, status, {"Content-Type": "text/html; charset=utf-8"}
+
+    def error(message: str, status: int):
+        return page(f'<p class="error" id="error">{html.escape(message)}</p>', status)
+
+    def caption_upload():
+        """(result dict, picture) for the uploaded file, or raise ValueError."""
+        upload = request.files.get("image")
+        if upload is None or not upload.filename:
+            raise ValueError("no file was uploaded")
+        try:
+            beam = int(request.form.get("decoding", 3))
+        except ValueError:
+            raise ValueError("decoding must be 1, 3 or 5") from None
+        if beam not in (1, 3, 5):
+            raise ValueError("decoding must be 1, 3 or 5")
+        try:
+            picture = features.load_image(io.BytesIO(upload.read()), captioner.image_size)
+        except ValueError as problem:
+            raise ValueError(f"{upload.filename} is not an image we can read ({problem})")
+        return captioner.caption_pictures([picture], beam)[0], picture, upload.filename
+
+    @app.get("/")
+    def index():
+        return page()
+
+    @app.post("/")
+    def caption():
+        try:
+            result, picture, name = caption_upload()
+        except ValueError as problem:
+            return error(str(problem), 400)
+        figure = viz.attention_figure(Image.fromarray(picture), result["words"],
+                                      result["attention"])
+        image = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
+        return page(
+            f'<p>{html.escape(name)}:</p><p class="caption" id="caption">'
+            f'{html.escape(result["text"])}</p>'
+            f'<img id="attention" alt="attention for each word" '
+            f'src="data:image/png;base64,{image}">'
+        )
+
+    @app.post("/api/caption")
+    def api():
+        try:
+            result, _, name = caption_upload()
+        except ValueError as problem:
+            return jsonify(error=str(problem)), 400
+        return jsonify(image=name, caption=result["text"], words=result["words"],
+                       score=result["score"], attention=result["attention"].tolist())
+
+    @app.errorhandler(413)
+    def too_large(_):
+        return error(f"The file is larger than the {max_upload_mb:g} MB upload limit.", 413)
+
+    return app
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m helpers serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="bundle folder")
+    parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
+    parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it local")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-upload-mb", type=float, default=8.0)
+    parser.add_argument("--weights", help="the encoder's weights file, if it used one")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from helpers.caption import Captioner
+
+    try:
+        captioner = Captioner(args.model, args.kind, args.weights)
+    except (OSError, ValueError, RuntimeError) as problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
+    create_app(captioner, args.max_upload_mb).run(host=args.host, port=args.port)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

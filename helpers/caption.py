@@ -1,0 +1,131 @@
+"""Caption your own pictures with a trained bundle.
+
+    python -m helpers caption IMAGE [IMAGE ...] --model BUNDLE [--beam 3]
+                              [--attention OUT.png] [--json] [--weights PATH]
+
+A missing, unreadable or corrupt file gets a message naming it and exit status 2;
+the other images are still captioned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+class Captioner:
+    """Encoder + decoder from one bundle: picture files in, captions out."""
+
+    def __init__(self, folder: str | Path, kind: str = "attention", weights: str | None = None):
+        from helpers import bundle, features
+        from helpers.decode import Decoder
+
+        self.bundle = bundle.load_bundle(folder, kind)
+        identity = self.bundle.encoder
+        if weights is not None and features.weights_identity(weights, 0) != identity["weights"]:
+            raise ValueError(f"{weights} is not the weights file the bundle was trained with "
+                             f"({identity['weights']})")
+        self.encoder_name, self.image_size = identity["encoder"], identity["image_size"]
+        self.encoder = features.build_encoder(
+            self.encoder_name, encoder_weights(identity["weights"], weights), self.image_size,
+            seed=encoder_seed(identity["weights"]),
+        )
+        self.decoder = Decoder(self.bundle.model, self.bundle.vocabulary)
+
+    def encode(self, pictures: list[np.ndarray]) -> np.ndarray:
+        """(n, size, size, 3) uint8 pictures -> (n, grid, feature_dim) features."""
+        from helpers import features
+
+        batch = features.preprocess(self.encoder_name)(np.stack(pictures).astype("float32"))
+        grid = self.encoder.predict_on_batch(batch)
+        return grid.reshape(len(pictures), -1, grid.shape[-1])
+
+    def caption_pictures(self, pictures: list[np.ndarray], beam_width: int = 3) -> list[dict]:
+        """Captions (text, tokens, words, score, attention) for decoded pictures."""
+        results = self.decoder(self.encode(pictures), beam_width)
+        for result in results:
+            result["words"] = [self.bundle.vocabulary.words[i] for i in result["tokens"]]
+        return results
+
+    def load(self, path: str | Path) -> np.ndarray:
+        """Decode one file for the encoder; ValueError naming the file if it is bad."""
+        from helpers import features
+
+        if not Path(path).is_file():
+            raise ValueError(f"{path}: no such file")
+        try:
+            return features.load_image(path, self.image_size)
+        except ValueError as error:
+            raise ValueError(f"{path}: not a readable image ({error})") from None
+
+
+def encoder_weights(identity: str, override: str | None) -> str | None:
+    """The `build_encoder` weights argument that reproduces a bundle's encoder."""
+    if override is not None:
+        return override
+    if identity == "imagenet":
+        return "imagenet"
+    if identity.startswith("random"):
+        return None
+    raise ValueError(f"the bundle's encoder used the weights file {identity}: "
+                     "pass it with --weights PATH")
+
+
+def encoder_seed(identity: str) -> int:
+    match = re.search(r"seed=(\d+)", identity)
+    return int(match[1]) if match else 0
+
+
+def attention_path(base: Path, image: Path, several: bool) -> Path:
+    """OUT.png for one image; OUT_<image>.png for each of several."""
+    return base.with_name(f"{base.stem}_{image.stem}{base.suffix or '.png'}") if several else base
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m helpers caption", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", type=Path)
+    parser.add_argument("--model", type=Path, required=True, help="bundle folder")
+    parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
+    parser.add_argument("--beam", type=int, default=3, help="beam width (1 = greedy)")
+    parser.add_argument("--attention", type=Path, help="save word-by-word attention PNG")
+    parser.add_argument("--json", action="store_true", help="print JSON lines")
+    parser.add_argument("--weights", help="the encoder's weights file, if it used one")
+    args = parser.parse_args(argv)
+    if args.beam < 1:
+        parser.error("--beam must be at least 1")
+    try:
+        captioner = Captioner(args.model, args.kind, args.weights)
+    except (OSError, ValueError, RuntimeError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    pictures, good, failed = [], [], 0
+    for path in args.images:
+        try:
+            pictures.append(captioner.load(path))
+            good.append(path)
+        except ValueError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed += 1
+    results = captioner.caption_pictures(pictures, args.beam) if pictures else []
+    for path, result in zip(good, results):
+        if args.json:
+            print(json.dumps({"image": str(path), "caption": result["text"],
+                              "score": round(result["score"], 4)}))
+        else:
+            print(f"{path}: {result['text']}")
+        if args.attention:
+            from helpers import viz
+
+            figure = viz.attention_figure(path, result["words"], result["attention"])
+            viz.save_figure_to(figure, attention_path(args.attention, path, len(good) > 1))
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The web page: Flask test client for every path, then a real headless Chromium."""
+
+import io
+import os
+import shutil
+import threading
+
+import pytest
+from PIL import Image
+from werkzeug.serving import make_server
+
+from helpers.app import create_app
+from helpers.caption import Captioner
+
+
+@pytest.fixture(scope="module")
+def app(tiny_bundle):
+    return create_app(Captioner(tiny_bundle[0]), max_upload_mb=0.05)
+
+
+def jpeg(size=(60, 40)):
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 20, 20)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+def post(client, body, name="photo.jpg", path="/", decoding="3"):
+    return client.post(path, data={"image": (io.BytesIO(body), name), "decoding": decoding},
+                       content_type="multipart/form-data")
+
+
+def test_form_caption_and_attention(app):
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 200 and b'type="file"' in page.data
+    answer = post(client, jpeg())
+    assert answer.status_code == 200
+    assert b'id="caption"' in answer.data and b"data:image/png;base64," in answer.data
+
+
+def test_json_api(app):
+    answer = post(app.test_client(), jpeg(), path="/api/caption", decoding="1")
+    content = answer.get_json()
+    assert answer.status_code == 200 and content["image"] == "photo.jpg"
+    assert len(content["attention"]) == len(content["words"])
+
+
+def test_non_images_and_big_uploads_are_refused(app):
+    client = app.test_client()
+    answer = post(client, b"%PDF-1.4 not an image", name="doc.pdf")
+    assert answer.status_code == 400 and b"doc.pdf is not an image" in answer.data
+    big = post(client, jpeg() + b"\0" * 60_000)
+    assert big.status_code == 413 and b"upload limit" in big.data
+    assert post(client, jpeg(), decoding="7").status_code == 400
+
+
+def test_serves_on_loopback_by_default():
+    from helpers.app import build_parser
+
+    assert build_parser().parse_args(["--model", "bundle"]).host == "127.0.0.1"
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def browser_or_skip():
+    """Debian's chromium; missing is a skip on a laptop but a failure under CI."""
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright  # noqa: F401
+    except ImportError:
+        problem = "playwright is not installed"
+    if CHROMIUM is None:
+        problem = "no chromium binary (apt-get install chromium)"
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"the browser test must run under CI: {problem}")
+    if problem:
+        pytest.skip(problem)
+
+
+def test_upload_in_a_real_browser(app, tmp_path):
+    browser_or_skip()
+    from playwright.sync_api import sync_playwright
+
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+    (tmp_path / "photo.jpg").write_bytes(jpeg())
+    (tmp_path / "notes.txt").write_text("hello")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+            page = browser.new_page()
+            page.goto(url)
+            page.set_input_files("input[type=file]", str(tmp_path / "photo.jpg"))
+            page.select_option("select[name=decoding]", "1")
+            page.click("button[type=submit]")
+            caption = page.wait_for_selector("#caption", timeout=60_000)
+            assert caption.inner_text().strip()
+            assert page.eval_on_selector("#attention", "img => img.naturalWidth") > 100
+            page.screenshot(path=str(tmp_path / "page.png"))
+            page.goto(url)
+            page.set_input_files("input[type=file]", str(tmp_path / "notes.txt"))
+            page.click("button[type=submit]")
+            assert "not an image" in page.wait_for_selector("#error").inner_text()
+            browser.close()
+    finally:
+        server.shutdown()
