@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -31,7 +30,7 @@ ENCODERS = {
     "vgg16": ("VGG16", "vgg16", "block5_conv3"),
     "resnet50": ("ResNet50", "resnet", "conv5_block3_out"),
 }
-MAX_PIXELS = 50_000_000  # larger images are skipped as decompression bombs
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # 89 Mpixels: larger images are skipped as bombs
 FEATURES, INDEX, PROGRESS = "features.npy", "features.json", "features.progress.json"
 
 
@@ -45,24 +44,22 @@ def load_image(path: str | Path, size: int) -> np.ndarray:
     on white, and JPEG decoding is done at reduced scale when the image is large.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                if image.width * image.height > MAX_PIXELS:
-                    raise ValueError(
-                        f"{image.width}x{image.height} pixels is over the "
-                        f"{MAX_PIXELS:,} limit (possible decompression bomb)"
-                    )
-                image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4, 1/8
-                image = ImageOps.exif_transpose(image)
-                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                    rgba = image.convert("RGBA")
-                    image = Image.new("RGBA", rgba.size, "white")
-                    image.alpha_composite(rgba)
-                image = image.convert("RGB").resize((size, size), Image.BICUBIC)
-                return np.asarray(image, dtype=np.uint8)
-    except (OSError, SyntaxError, Image.DecompressionBombError,
-            Image.DecompressionBombWarning) as error:
+        with Image.open(path) as image:
+            # Checked before decoding: PIL itself only warns below 2 * MAX_IMAGE_PIXELS.
+            if image.width * image.height > MAX_PIXELS:
+                raise ValueError(
+                    f"{image.width}x{image.height} pixels is over the "
+                    f"{MAX_PIXELS:,} limit (possible decompression bomb)"
+                )
+            image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4 or 1/8
+            image = ImageOps.exif_transpose(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.new("RGBA", rgba.size, "white")
+                image.alpha_composite(rgba)
+            image = image.convert("RGB").resize((size, size), Image.BICUBIC)
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"{type(error).__name__}: {error}") from None
 
 

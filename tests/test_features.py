@@ -89,7 +89,7 @@ def bad_images(folder):
     exif = tall.getexif()
     exif[0x0112] = 6  # orientation: rotate 90 degrees when shown
     save(tall, folder / "rotated.jpg", exif=exif)
-    save(Image.new("1", (9000, 6000)), folder / "huge.png")  # 54 Mpixels, tiny file
+    save(Image.new("1", (10000, 10000)), folder / "huge.png")  # 100 Mpixels, tiny file
     return folder
 
 
