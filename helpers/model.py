@@ -41,8 +41,10 @@ class Captioner(keras.Model):
                                            else feature_variance, np.float32)
 
     def normalize(self, features):
-        """(batch, grid, feature_dim) standardised per channel."""
-        return (features - self.feature_mean) / np.sqrt(self.feature_variance)
+        """(batch, grid, feature_dim) standardised per channel, in the compute dtype."""
+        scale = 1.0 / np.sqrt(self.feature_variance)
+        normalised = (ops.cast(features, "float32") - self.feature_mean) * scale
+        return ops.cast(normalised, self.compute_dtype)  # float16 under mixed precision
 
     def call(self, inputs, training=False):
         features, words = inputs  # (batch, grid, feature_dim), (batch, time)
@@ -53,10 +55,10 @@ class Captioner(keras.Model):
             logits.append(step_logits)  # (batch, vocabulary)
             alphas.append(alpha)  # (batch, grid)
         alphas = ops.stack(alphas, axis=1)  # (batch, time, grid)
-        self.add_attention_penalty(alphas, words, training)
+        self.add_attention_penalty(alphas, words)
         return ops.stack(logits, axis=1)  # (batch, time, vocabulary)
 
-    def add_attention_penalty(self, alphas, words, training):
+    def add_attention_penalty(self, alphas, words):
         """Subclasses may add a loss on the attention weights."""
 
     def get_config(self):
@@ -116,7 +118,7 @@ class AttentionCaptioner(Captioner):
         logits = self.output_layer(self.dropout(deep, training=training))  # (batch, vocab)
         return logits, alpha, {**state, "h": h, "c": c}
 
-    def add_attention_penalty(self, alphas, words, training):
+    def add_attention_penalty(self, alphas, words):
         """Doubly stochastic regularisation: spread attention over the whole grid.
 
         The paper's sum over cells of (1 - coverage)^2 differs from the sum of

@@ -92,3 +92,23 @@ def test_saved_model_reloads_with_identical_outputs(kind, tmp_path):
 def test_unknown_kind():
     with pytest.raises(ValueError, match="Unknown model kind"):
         models.build("transformer", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM))
+
+
+@pytest.mark.parametrize("kind", ["attention", "merge"])
+def test_mixed_precision_trains_and_decodes(kind):
+    """The GPU path (mixed_float16) checked on the CPU: no dtype clashes anywhere."""
+    from helpers.decode import beam_search
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = build(kind)
+        features, words = batch()
+        model.compile(optimizer="adam", loss=train.masked_loss())
+        targets = words[:, 1:]
+        model.fit((features, words[:, :-1]), targets, sample_weight=(targets != 0) * 1.0,
+                  epochs=1, verbose=0)
+        assert model((features, words)).dtype == "float32"
+        tokens, scores, lengths, alphas = beam_search(model, features, 2, 4)
+        assert tokens.shape == (3, 4) and np.isfinite(scores.numpy()).all()
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
