@@ -50,7 +50,9 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
-    description = f"{captioner.encoder_name} + {captioner.bundle.model.name}"
+    encoder = captioner.bundle.encoder
+    description = (f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights) "
+                   f"+ {captioner.kind} decoder")
 
     def page(result: str = "", status: int = 200):
         body = PAGE.format(model=html.escape(description), limit=f"{max_upload_mb:g}",

@@ -25,7 +25,7 @@ class Captioner:
         from helpers import bundle, features
         from helpers.decode import Decoder
 
-        self.bundle = bundle.load_bundle(folder, kind)
+        self.kind, self.bundle = kind, bundle.load_bundle(folder, kind)
         identity = self.bundle.encoder
         if weights is not None and features.weights_identity(weights, 0) != identity["weights"]:
             raise ValueError(f"{weights} is not the weights file the bundle was trained with "

@@ -287,6 +287,9 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
                     f"{unknown[:5]}"
                 )
             splits[name] = sorted(set(names) & set(usable))
+        for name in ("train", "dev", "test"):
+            if not splits.setdefault(name, []):
+                notes.append(f"{split_source}: the {name} split is empty")
     else:
         splits = seeded_split(sorted(usable), seed)
         split_source = f"seeded split by image (seed {seed})"

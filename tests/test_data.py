@@ -210,3 +210,19 @@ def test_inspect_cli_json_and_exit_codes(tmp_path):
 )
 def test_normalize_caption(raw, options, expected):
     assert normalize_caption(raw, **options) == expected
+
+
+def test_karpathy_file_alone_gives_captions_and_splits(tmp_path):
+    touch_images(tmp_path / "flickr30k-images", ["1.jpg", "2.jpg"])
+    karpathy = {"images": [
+        {"filename": "1.jpg", "split": "train",
+         "sentences": [{"raw": "A red bus .", "tokens": ["a", "red", "bus"]}]},
+        {"filename": "2.jpg", "split": "test",
+         "sentences": [{"raw": "Two cats .", "tokens": ["two", "cats"]}]},
+    ]}
+    (tmp_path / "dataset_flickr30k.json").write_text(json.dumps(karpathy))
+    dataset = data.load_dataset(tmp_path)
+    assert dataset.layout == "karpathy-flickr30k"
+    assert dataset.captions == {"1.jpg": ["A red bus ."], "2.jpg": ["Two cats ."]}
+    assert dataset.splits == {"train": ["1.jpg"], "test": ["2.jpg"], "dev": []}
+    assert any("the dev split is empty" in note for note in dataset.notes)
