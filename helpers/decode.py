@@ -38,6 +38,7 @@ def beam_search(model, features, beam_width: int, max_length: int, end_id: int =
     batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
     state = model.initial_state(tf.repeat(features, k, axis=0))  # each (batch * k, ...)
     vocabulary_size = model.vocabulary_size
+    recurrent = getattr(model, "recurrent_state", tuple(state))
     # Only the first beam is alive at the start, so step one expands a single prefix.
     scores = tf.tile(tf.constant([[0.0] + [NEG_INF] * (k - 1)]), [batch, 1])  # (batch, k)
     tokens = tf.zeros((batch, k, max_length), tf.int32)
@@ -66,7 +67,10 @@ def beam_search(model, features, beam_width: int, max_length: int, end_id: int =
         lengths = take(lengths) + tf.cast(~was_finished, tf.int32)
         finished = was_finished | tf.equal(new_words, end_id)
         flat_origin = tf.reshape(origin + tf.range(batch)[:, None] * k, [-1])  # (batch * k,)
-        state = {name: tf.gather(value, flat_origin) for name, value in state.items()}
+        # Only the recurrent state differs between an image's beams; the rest (its
+        # features) is the same for all of them and needs no reordering.
+        state = {name: tf.gather(value, flat_origin) if name in recurrent else value
+                 for name, value in state.items()}
         words = tf.reshape(new_words, [-1])
         if tf.reduce_all(finished):
             break

@@ -29,6 +29,8 @@ PACKAGE = "captioning"
 class Captioner(keras.Model):
     """Shared teacher-forced loop: `call` runs `step` over every position of a caption."""
 
+    recurrent_state = ("h", "c")  # the state entries that change from step to step
+
     def __init__(self, vocabulary_size: int, grid: int, feature_dim: int,
                  feature_mean=None, feature_variance=None, **kwargs):
         super().__init__(**kwargs)

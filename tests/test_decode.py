@@ -109,3 +109,15 @@ def test_beam_width_one_is_greedy_and_attention_sums_to_one():
 def test_decoder_refuses_a_vocabulary_of_another_size():
     with pytest.raises(ValueError, match="does not match"):
         Decoder(small_attention_model(), Vocabulary(WORDS[:5], 5, 1))
+
+
+def test_beam_scores_match_a_rescoring_of_the_returned_caption():
+    """If beams' states were mixed up, the caption would not have the score reported."""
+    model = small_attention_model()
+    features = np.random.default_rng(1).normal(size=(4, 5, 4)).astype("float32")
+    for result, image in zip(Decoder(model, VOCABULARY)(features, 3), features):
+        ids = [1, *result["tokens"], 2][: 1 + 6]  # <start> words <end>, capped
+        logits = model((image[None], np.array([ids[:-1]], np.int32))).numpy()[0]
+        log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+        total = sum(log_probs[t, ids[t + 1]] for t in range(len(ids) - 1))
+        assert result["score"] == pytest.approx(total / (len(ids) - 1), abs=1e-4)
