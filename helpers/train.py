@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -176,6 +177,7 @@ def fit(out: str | Path, settings: dict, build, datasets, examples: int, cfg, ep
                                     profile_batch=0),
         *extra_callbacks,
     ]
+    began = time.perf_counter()
     model.fit(train_data, validation_data=dev_data, epochs=epochs, callbacks=callbacks,
               verbose=verbose, shuffle=False)  # train_data shuffles itself
     best = keras.saving.load_model(out / "best.keras")
@@ -183,6 +185,7 @@ def fit(out: str | Path, settings: dict, build, datasets, examples: int, cfg, ep
         **{k: v for k, v in settings.items() if k != "config"},
         "epochs_run": len(read_log(log)), "best_val_loss": best_so_far(log),
         "parameters": int(best.count_params()),
+        "fit_seconds": round(time.perf_counter() - began),  # of the last, resumed part
     })
     return best, read_log(log)
 
