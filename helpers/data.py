@@ -447,7 +447,8 @@ def download_flickr8k(
 # ---------------------------------------------------------------- command line
 
 
-def _summary(report: dict) -> str:
+def summary(report: dict) -> str:
+    """The inspect report as readable lines."""
     splits = ", ".join(f"{name} {count}" for name, count in report["splits"].items())
     lines = [
         f"{report['root']}: {report['layout']}",
@@ -475,7 +476,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             report = load_dataset(args.data_dir).report()
-            print(json.dumps(report, indent=2) if args.json else _summary(report))
+            print(json.dumps(report, indent=2) if args.json else summary(report))
         else:
             print(f"Flickr8k is in {download_flickr8k(args.to, args.base_url)}")
     except (OSError, ValueError, RuntimeError) as error:

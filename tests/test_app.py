@@ -101,7 +101,6 @@ def test_upload_in_a_real_browser(app, tmp_path):
             caption = page.wait_for_selector("#caption", timeout=60_000)
             assert caption.inner_text().strip()
             assert page.eval_on_selector("#attention", "img => img.naturalWidth") > 100
-            page.screenshot(path=str(tmp_path / "page.png"))
             page.goto(url)
             page.set_input_files("input[type=file]", str(tmp_path / "notes.txt"))
             page.click("button[type=submit]")
