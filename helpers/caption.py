@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -26,15 +25,9 @@ class Captioner:
         from helpers.decode import Decoder
 
         self.kind, self.bundle = kind, bundle.load_bundle(folder, kind)
-        identity = self.bundle.encoder
-        if weights is not None and features.weights_identity(weights, 0) != identity["weights"]:
-            raise ValueError(f"{weights} is not the weights file the bundle was trained with "
-                             f"({identity['weights']})")
-        self.encoder_name, self.image_size = identity["encoder"], identity["image_size"]
-        self.encoder = features.build_encoder(
-            self.encoder_name, encoder_weights(identity["weights"], weights), self.image_size,
-            seed=encoder_seed(identity["weights"]),
-        )
+        self.encoder_name = self.bundle.encoder["encoder"]
+        self.image_size = self.bundle.encoder["image_size"]
+        self.encoder = features.encoder_from_identity(self.bundle.encoder, weights)
         self.decoder = Decoder(self.bundle.model, self.bundle.vocabulary)
 
     def encode(self, pictures: list[np.ndarray]) -> np.ndarray:
@@ -62,23 +55,6 @@ class Captioner:
             return features.load_image(path, self.image_size)
         except ValueError as error:
             raise ValueError(f"{path}: not a readable image ({error})") from None
-
-
-def encoder_weights(identity: str, override: str | None) -> str | None:
-    """The `build_encoder` weights argument that reproduces a bundle's encoder."""
-    if override is not None:
-        return override
-    if identity == "imagenet":
-        return "imagenet"
-    if identity.startswith("random"):
-        return None
-    raise ValueError(f"the bundle's encoder used the weights file {identity}: "
-                     "pass it with --weights PATH")
-
-
-def encoder_seed(identity: str) -> int:
-    match = re.search(r"seed=(\d+)", identity)
-    return int(match[1]) if match else 0
 
 
 def attention_path(base: Path, image: Path, several: bool) -> Path:

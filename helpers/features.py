@@ -14,6 +14,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,29 @@ def build_encoder(
     if weights is None:
         _he_initialise(base, seed)
     return keras.Model(base.input, base.get_layer(layer).output, name=f"{name}_{layer}")
+
+
+def encoder_from_identity(identity: dict, weights_file: str | None = None):
+    """Rebuild the encoder a feature index or bundle describes.
+
+    Random weights come back from their seed and "imagenet" from Keras's cache; a
+    weights file must be passed again, and must be the same file.
+    """
+    named = identity["weights"]
+    if weights_file is not None:
+        if weights_identity(weights_file, 0) != named:
+            raise ValueError(f"{weights_file} is not the weights file the features were "
+                             f"made with ({named})")
+        weights = weights_file
+    elif named == "imagenet":
+        weights = "imagenet"
+    elif named.startswith("random"):
+        weights = None
+    else:
+        raise ValueError(f"the encoder used the weights file {named}: pass it with --weights")
+    seed = re.search(r"seed=(\d+)", named)
+    return build_encoder(identity["encoder"], weights, identity["image_size"],
+                         seed=int(seed[1]) if seed else 0)
 
 
 def _he_initialise(model, seed: int) -> None:

@@ -87,8 +87,6 @@ def fine_tune(decoder: keras.Model, encoder_identity: dict, cfg, image_paths: di
               out: str | Path, *, epochs: int = 2, max_steps: int | None = None,
               weights: str | None = None, verbose: int = 2):
     """Train encoder `block5` and decoder together from images; returns (model, log)."""
-    from helpers.caption import encoder_seed, encoder_weights
-
     name, size = encoder_identity["encoder"], encoder_identity["image_size"]
     settings = {"fine_tune": True, "encoder": encoder_identity, "epochs": epochs,
                 "max_steps": max_steps, "config": json.loads(cfg.to_json()),
@@ -107,9 +105,7 @@ def fine_tune(decoder: keras.Model, encoder_identity: dict, cfg, image_paths: di
         return train_data, dev_data
 
     def build():
-        encoder = features.build_encoder(
-            name, encoder_weights(encoder_identity["weights"], weights), size,
-            seed=encoder_seed(encoder_identity["weights"]))
+        encoder = features.encoder_from_identity(encoder_identity, weights)
         unfreeze_last_block(encoder)
         return EndToEnd(encoder, decoder)
 

@@ -225,3 +225,17 @@ def test_cli_reports_an_unreadable_data_folder(tmp_path):
                       "--weights", "none")
     assert process.wait(timeout=120) == 2
     assert "error:" in process.stderr.read()
+
+
+def test_encoder_rebuilt_from_the_index_gives_the_cached_features(pictures, tmp_path):
+    """What the caption command and the web page rely on: the same encoder again."""
+    two = dict(list(pictures.items())[:2])
+    index = features.extract(two, tmp_path, weights=None, image_size=64, batch_size=2,
+                             seed=77, progress=False)
+    cached = features.load_features(tmp_path)[0]
+    encoder = features.encoder_from_identity(index)
+    images = np.stack([features.load_image(p, 64) for p in two.values()]).astype("float32")
+    again = encoder.predict_on_batch(features.preprocess("vgg16")(images)).reshape(2, 16, 512)
+    np.testing.assert_allclose(again, cached.astype(np.float32), rtol=2e-3, atol=2e-3)
+    with pytest.raises(ValueError, match="pass it with --weights"):
+        features.encoder_from_identity({**index, "weights": "file:x.h5:sha256:00"})
