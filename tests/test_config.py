@@ -56,3 +56,12 @@ def test_ci_runs_the_small_profile():
     assert "CAPTION_PROFILE=ci $(PY) -m pytest notebooks/" in makefile
     cfg = get_config("ci")
     assert cfg.sample_images <= 500 and cfg.weights is None
+
+
+def test_atomic_writes_leave_no_temporary_files(tmp_path):
+    from helpers.io import write_json_atomic
+
+    path = write_json_atomic(tmp_path / "sub" / "x.json", {"a": 1})
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
