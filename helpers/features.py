@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -260,20 +259,21 @@ def extract(
     grid = model.output_shape[1] * model.output_shape[2]
     shape = (len(names), grid, model.output_shape[3])
     partial = out / (FEATURES + ".partial")
+    # The progress file, rewritten after every batch, names the settings by their hash.
+    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
     state = _read_json(out / PROGRESS)
-    if not (state and partial.exists() and _same(state, settings)):
+    if not (state and partial.exists() and state["settings"] == fingerprint):
         for stale in (out / INDEX, out / FEATURES, out / PROGRESS, partial):
             stale.unlink(missing_ok=True)
         array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
         del array
-        state = {**settings, "done": 0, "skipped": {}}
+        state = {"settings": fingerprint, "done": 0, "skipped": {}}
         write_json_atomic(out / PROGRESS, state)
     array = np.load(partial, mmap_mode="r+")
     start, skipped = state["done"], dict(state["skipped"])
     paths = [image_paths[name] for name in names[start:]]
     bar = tqdm(total=len(names), initial=start, unit="img", disable=not progress,
-               desc=f"{encoder} features")
-    began = time.perf_counter()
+               desc=f"{encoder} features")  # shows images per second
     row = start
     for images, errors in image_dataset(paths, image_size, batch_size, encoder):
         features = model.predict_on_batch(images).reshape(len(images), *shape[1:])
@@ -284,9 +284,9 @@ def extract(
         array[row : row + len(images)] = features.astype(np.float16)
         array.flush()
         row += len(images)
-        write_json_atomic(out / PROGRESS, {**settings, "done": row, "skipped": skipped})
+        write_json_atomic(out / PROGRESS, {"settings": fingerprint, "done": row,
+                                           "skipped": skipped})
         bar.update(len(images))
-        bar.set_postfix(img_per_s=f"{(row - start) / (time.perf_counter() - began):.1f}")
     bar.close()
     del array
     partial.replace(out / FEATURES)

@@ -49,14 +49,10 @@ class EndToEnd(keras.Model):
         return cls(encoder, decoder, **config)
 
 
-def unfreeze_last_block(encoder: keras.Model, prefix: str = "block5") -> list[str]:
-    """Make only the layers named `prefix*` trainable; return their names."""
-    trainable = []
+def unfreeze_last_block(encoder: keras.Model, prefix: str = "block5") -> None:
+    """Make only the layers named `prefix*` trainable."""
     for layer in encoder.layers:
         layer.trainable = layer.name.startswith(prefix)
-        if layer.trainable and layer.weights:
-            trainable.append(layer.name)
-    return trainable
 
 
 def image_dataset(paths: list[str], tokens: np.ndarray, size: int, batch_size: int,
@@ -69,9 +65,7 @@ def image_dataset(paths: list[str], tokens: np.ndarray, size: int, batch_size: i
         return image, caption
 
     def split(images, batch_tokens):
-        inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]
-        weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
-        return (prepare(tf.cast(images, tf.float32)), inputs), targets, weights
+        return train.teacher_forcing(prepare(tf.cast(images, tf.float32)), batch_tokens)
 
     data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], tokens))
     if shuffle:
@@ -91,11 +85,10 @@ def fine_tune(decoder: keras.Model, encoder_identity: dict, cfg, image_paths: di
     settings = {"fine_tune": True, "encoder": encoder_identity, "epochs": epochs,
                 "max_steps": max_steps, "config": json.loads(cfg.to_json()),
                 "vocabulary": len(vocabulary)}
-    table = {}
+    table = {}  # split -> (image path of each caption, its padded token ids)
     for split in ("train", "dev"):
-        names = [n for n in splits[split] for _ in captions[n]]
-        table[split] = ([image_paths[n] for n in names],
-                        vocabulary.encode_batch([c for n in splits[split] for c in captions[n]]))
+        pairs = [(image_paths[n], c) for n in splits[split] for c in captions[n]]
+        table[split] = ([p for p, _ in pairs], vocabulary.encode_batch([c for _, c in pairs]))
 
     def datasets(batch_size):
         train_data = image_dataset(*table["train"], size, batch_size, name, True, cfg.seed)

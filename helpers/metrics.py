@@ -79,9 +79,7 @@ def evaluate(references: dict[str, list[str]], hypotheses: dict[str, str],
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
 
-    names = _pairs(references, hypotheses)
-    gts = {n: [" ".join(tokens(r)) for r in references[n]] for n in names}
-    res = {n: [" ".join(tokens(hypotheses[n]))] for n in names}
+    gts, res = _coco_format(references, hypotheses)
     result = bleu(references, hypotheses)
     result["cider"] = float(Cider().compute_score(gts, res)[0])
     result["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
@@ -98,10 +96,16 @@ def cider_per_image(references: dict[str, list[str]], hypotheses: dict[str, str]
     """CIDEr-D of each image, to find the best and worst captions."""
     from pycocoevalcap.cider.cider import Cider
 
+    gts, res = _coco_format(references, hypotheses)
+    return dict(zip(gts, map(float, Cider().compute_score(gts, res)[1])))
+
+
+def _coco_format(references, hypotheses):
+    """pycocoevalcap's input: {image: [normalised strings]} for both sides, same order."""
     names = _pairs(references, hypotheses)
     gts = {n: [" ".join(tokens(r)) for r in references[n]] for n in names}
     res = {n: [" ".join(tokens(hypotheses[n]))] for n in names}
-    return dict(zip(names, map(float, Cider().compute_score(gts, res)[1])))
+    return gts, res
 
 
 def _load(path: Path, kind: str):

@@ -51,6 +51,16 @@ def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256)
     return mean.astype(np.float32), np.maximum(squares / count - mean**2, 1e-6).astype(np.float32)
 
 
+def teacher_forcing(images_or_features, tokens):
+    """((inputs, words so far), next words, weights): every position predicts the next.
+
+    The weights are 0 on padding, so padding never contributes to the loss.
+    """
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (batch, time) each
+    weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
+    return (images_or_features, inputs), targets, weights
+
+
 def make_dataset(features: np.ndarray, rows: np.ndarray, tokens: np.ndarray,
                  batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
     """Batches of ((features, input words), target words, target weights).
@@ -65,9 +75,7 @@ def make_dataset(features: np.ndarray, rows: np.ndarray, tokens: np.ndarray,
     def load(batch_rows, batch_tokens):
         batch_features = tf.numpy_function(gather, [batch_rows], tf.float32)
         batch_features.set_shape((None, grid, dim))
-        inputs, targets = batch_tokens[:, :-1], batch_tokens[:, 1:]  # (batch, time) each
-        weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
-        return (batch_features, inputs), targets, weights
+        return teacher_forcing(batch_features, batch_tokens)
 
     data = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle:
