@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo test unit notebooks-stripped nbval flickr8k test-full
+.PHONY: demo test lint unit notebooks-stripped nbval flickr8k test-full
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	CAPTION_PROFILE=sample $(PY) -m helpers.run
 
-test: unit notebooks-stripped nbval
+test: lint unit notebooks-stripped nbval
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/ -q

@@ -43,13 +43,19 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--profile", default="ci")
     parser.add_argument("--images", type=int, default=100)
-    parser.add_argument("--seed-images", type=int, default=10,
-                        help="images for the (slow) seed-style loop")
+    parser.add_argument(
+        "--seed-images",
+        type=int,
+        default=10,
+        help="images for the (slow) seed-style loop",
+    )
     args = parser.parse_args()
     out = paths.artifacts_dir(get_config(args.profile))
     if not (out / "bundle").exists():
-        print(f"error: no bundle in {out}; run the notebooks for this profile first",
-              file=sys.stderr)
+        print(
+            f"error: no bundle in {out}; run the notebooks for this profile first",
+            file=sys.stderr,
+        )
         return 2
     array, index = features.load_features(out / "features")
     trained = bundle.load_bundle(out / "bundle", "attention")
@@ -66,19 +72,31 @@ def main() -> int:
     subset = batch[: args.seed_images]
     seed_style_greedy(trained.model, trained.vocabulary, subset[0], decoder.max_length)
     start = time.perf_counter()
-    loop = [seed_style_greedy(trained.model, trained.vocabulary, image, decoder.max_length)
-            for image in subset]
+    loop = [
+        seed_style_greedy(trained.model, trained.vocabulary, image, decoder.max_length)
+        for image in subset
+    ]
     seed_rate = len(subset) / (time.perf_counter() - start)
     agree = sum(a == r["tokens"] for a, r in zip(loop, greedy))
-    print(f"model: {args.profile} attention bundle, {len(trained.vocabulary)} words, "
-          f"up to {decoder.max_length} steps, {os.cpu_count()} CPUs")
-    print(f"seed-style loop (1 image, 1 predict per word): {seed_rate:8.2f} captions/s "
-          f"({len(subset)} images)")
-    print(f"batched greedy:                                 {timings[1]:8.2f} captions/s "
-          f"({len(batch)} images) -> {timings[1] / seed_rate:6.1f}x")
-    print(f"batched beam 3:                                 {timings[3]:8.2f} captions/s "
-          f"({len(batch)} images) -> {timings[3] / seed_rate:6.1f}x")
-    print(f"greedy outputs agree with the seed-style loop on {agree}/{len(subset)} images")
+    print(
+        f"model: {args.profile} attention bundle, {len(trained.vocabulary)} words, "
+        f"up to {decoder.max_length} steps, {os.cpu_count()} CPUs"
+    )
+    print(
+        f"seed-style loop (1 image, 1 predict per word): {seed_rate:8.2f} captions/s "
+        f"({len(subset)} images)"
+    )
+    print(
+        f"batched greedy:                                 {timings[1]:8.2f} captions/s "
+        f"({len(batch)} images) -> {timings[1] / seed_rate:6.1f}x"
+    )
+    print(
+        f"batched beam 3:                                 {timings[3]:8.2f} captions/s "
+        f"({len(batch)} images) -> {timings[3] / seed_rate:6.1f}x"
+    )
+    print(
+        f"greedy outputs agree with the seed-style loop on {agree}/{len(subset)} images"
+    )
     return 0 if agree == len(subset) else 1
 
 

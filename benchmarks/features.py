@@ -39,18 +39,32 @@ def main() -> None:
         bare = (n // batch) * batch / (time.perf_counter() - start)
 
         start = time.perf_counter()
-        features.extract(paths, Path(tmp) / "out", weights=None, batch_size=batch,
-                         progress=False, model=model)
+        features.extract(
+            paths,
+            Path(tmp) / "out",
+            weights=None,
+            batch_size=batch,
+            progress=False,
+            model=model,
+        )
         pipeline = n / (time.perf_counter() - start)
     macs = features.count_macs(model)
-    print(f"VGG16 to block5_conv3 at 224x224: {macs / 1e9:.2f} GMACs = "
-          f"{2 * macs / 1e9:.1f} GFLOPs per image")
-    print(f"bare model (tensors in memory): {bare:6.2f} images/s, "
-          f"{bare * 2 * macs / 1e9:.0f} GFLOP/s")
-    print(f"pipeline (JPEG files on disk):  {pipeline:6.2f} images/s, "
-          f"{pipeline * 2 * macs / 1e9:.0f} GFLOP/s")
-    print(f"ratio pipeline / bare: {pipeline / bare:.3f} (target >= 0.90), "
-          f"{n} images, batch {batch}, {os.cpu_count()} CPUs")
+    print(
+        f"VGG16 to block5_conv3 at 224x224: {macs / 1e9:.2f} GMACs = "
+        f"{2 * macs / 1e9:.1f} GFLOPs per image"
+    )
+    print(
+        f"bare model (tensors in memory): {bare:6.2f} images/s, "
+        f"{bare * 2 * macs / 1e9:.0f} GFLOP/s"
+    )
+    print(
+        f"pipeline (JPEG files on disk):  {pipeline:6.2f} images/s, "
+        f"{pipeline * 2 * macs / 1e9:.0f} GFLOP/s"
+    )
+    print(
+        f"ratio pipeline / bare: {pipeline / bare:.3f} (target >= 0.90), "
+        f"{n} images, batch {batch}, {os.cpu_count()} CPUs"
+    )
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def synthetic(folder: Path, vocabulary: int):
     if not path.exists():
         array = np.lib.format.open_memmap(path, "w+", np.float16, (IMAGES, GRID, DIM))
         for start in range(0, IMAGES, 500):
-            array[start : start + 500] = rng.normal(size=(500, GRID, DIM)).astype(np.float16)
+            array[start : start + 500] = rng.normal(size=(500, GRID, DIM)).astype(
+                np.float16
+            )
         array.flush()
         del array
     features = np.load(path, mmap_mode="r")
@@ -63,7 +65,6 @@ def synthetic(folder: Path, vocabulary: int):
 
 
 def run_ours(folder: Path, vocabulary: int, steps: int) -> dict:
-    import keras
     import numpy as np
 
     from helpers import model as models
@@ -71,15 +72,22 @@ def run_ours(folder: Path, vocabulary: int, steps: int) -> dict:
 
     features, rows, tokens, _ = synthetic(folder, vocabulary)
     cfg = type("Cfg", (), {"embedding_dim": 256, "units": UNITS, "dropout": 0.5})
-    model = models.build("merge", cfg, vocabulary, (GRID, DIM), np.zeros(DIM), np.ones(DIM))
+    model = models.build(
+        "merge", cfg, vocabulary, (GRID, DIM), np.zeros(DIM), np.ones(DIM)
+    )
     model.compile(optimizer="adam", loss=train.masked_loss())
     data = train.make_dataset(features, rows, tokens, BATCH, shuffle=True)
     model.fit(data.take(3), verbose=0)  # build and trace outside the timing
     start = time.perf_counter()
     model.fit(data.take(steps), verbose=0)
     per_step = (time.perf_counter() - start) / steps
-    return {"epoch_seconds": per_step * len(rows) / BATCH, "peak_mib": peak_mib(),
-            "examples": len(rows), "projected": False, "parameters": model.count_params()}
+    return {
+        "epoch_seconds": per_step * len(rows) / BATCH,
+        "peak_mib": peak_mib(),
+        "examples": len(rows),
+        "projected": False,
+        "parameters": model.count_params(),
+    }
 
 
 def seed_model(vocabulary: int):
@@ -120,7 +128,9 @@ def run_seed(folder: Path, vocabulary: int, fraction: float) -> dict:
             pair += 1
     array_bytes = x1.nbytes + x2.nbytes + y.nbytes
     model = seed_model(vocabulary)
-    model.fit([x1[:BATCH * 3], x2[:BATCH * 3]], y[:BATCH * 3], batch_size=BATCH, verbose=0)
+    model.fit(
+        [x1[: BATCH * 3], x2[: BATCH * 3]], y[: BATCH * 3], batch_size=BATCH, verbose=0
+    )
     start = time.perf_counter()
     model.fit([x1, x2], y, batch_size=BATCH, verbose=0)
     per_pair = (time.perf_counter() - start) / pairs
@@ -130,26 +140,37 @@ def run_seed(folder: Path, vocabulary: int, fraction: float) -> dict:
     return {
         "epoch_seconds": per_pair * pairs_total,
         "peak_mib": measured + array_bytes * (scale - 1) / 2**20,
-        "measured_peak_mib": measured, "measured_pairs": pairs,
+        "measured_peak_mib": measured,
+        "measured_pairs": pairs,
         "array_gib_full": array_bytes * scale / 2**30,
-        "examples": pairs_total, "projected": True, "parameters": model.count_params(),
+        "examples": pairs_total,
+        "projected": True,
+        "parameters": model.count_params(),
     }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--vocabulary", type=int, nargs="+", default=[2500, 8800])
     parser.add_argument("--steps", type=int, default=20, help="timed steps for ours")
-    parser.add_argument("--fraction", type=float, default=0.01,
-                        help="share of the seed prefixes actually built")
+    parser.add_argument(
+        "--fraction",
+        type=float,
+        default=0.01,
+        help="share of the seed prefixes actually built",
+    )
     parser.add_argument("--run", choices=["ours", "seed"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         vocabulary = args.vocabulary[0]
-        result = (run_ours(args.folder, vocabulary, args.steps) if args.run == "ours"
-                  else run_seed(args.folder, vocabulary, args.fraction))
+        result = (
+            run_ours(args.folder, vocabulary, args.steps)
+            if args.run == "ours"
+            else run_seed(args.folder, vocabulary, args.fraction)
+        )
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as folder:
@@ -157,24 +178,46 @@ def main() -> None:
             results = {}
             for run in ("ours", "seed"):
                 output = subprocess.run(
-                    [sys.executable, __file__, "--run", run, "--folder", folder,
-                     "--vocabulary", str(vocabulary), "--steps", str(args.steps),
-                     "--fraction", str(args.fraction)],
-                    capture_output=True, text=True, check=True)
+                    [
+                        sys.executable,
+                        __file__,
+                        "--run",
+                        run,
+                        "--folder",
+                        folder,
+                        "--vocabulary",
+                        str(vocabulary),
+                        "--steps",
+                        str(args.steps),
+                        "--fraction",
+                        str(args.fraction),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
                 results[run] = json.loads(output.stdout.strip().splitlines()[-1])
             ours, seed = results["ours"], results["seed"]
-            print(f"vocabulary {vocabulary}, {CAPTIONS} captions of {IMAGES} images, "
-                  f"max length {MAX_LENGTH}, batch {BATCH}, {os.cpu_count()} CPUs")
-            print(f"  ours: {ours['examples']:7d} examples/epoch, peak {ours['peak_mib']:9.0f} "
-                  f"MiB, {ours['epoch_seconds']:8.0f} s/epoch ({ours['parameters']:,} params)")
-            print(f"  seed: {seed['examples']:7d} examples/epoch, peak {seed['peak_mib']:9.0f} "
-                  f"MiB, {seed['epoch_seconds']:8.0f} s/epoch ({seed['parameters']:,} params) "
-                  f"projected from {seed['measured_pairs']} pairs (measured peak "
-                  f"{seed['measured_peak_mib']:.0f} MiB); its arrays would take "
-                  f"{seed['array_gib_full']:.1f} GiB")
-            print(f"  ratio seed/ours: peak memory {seed['peak_mib'] / ours['peak_mib']:.1f}x "
-                  f"(target >= 10), time per epoch "
-                  f"{seed['epoch_seconds'] / ours['epoch_seconds']:.1f}x (target >= 3)")
+            print(
+                f"vocabulary {vocabulary}, {CAPTIONS} captions of {IMAGES} images, "
+                f"max length {MAX_LENGTH}, batch {BATCH}, {os.cpu_count()} CPUs"
+            )
+            print(
+                f"  ours: {ours['examples']:7d} examples/epoch, peak {ours['peak_mib']:9.0f} "
+                f"MiB, {ours['epoch_seconds']:8.0f} s/epoch ({ours['parameters']:,} params)"
+            )
+            print(
+                f"  seed: {seed['examples']:7d} examples/epoch, peak {seed['peak_mib']:9.0f} "
+                f"MiB, {seed['epoch_seconds']:8.0f} s/epoch ({seed['parameters']:,} params) "
+                f"projected from {seed['measured_pairs']} pairs (measured peak "
+                f"{seed['measured_peak_mib']:.0f} MiB); its arrays would take "
+                f"{seed['array_gib_full']:.1f} GiB"
+            )
+            print(
+                f"  ratio seed/ours: peak memory {seed['peak_mib'] / ours['peak_mib']:.1f}x "
+                f"(target >= 10), time per epoch "
+                f"{seed['epoch_seconds'] / ours['epoch_seconds']:.1f}x (target >= 3)"
+            )
 
 
 if __name__ == "__main__":

@@ -51,12 +51,15 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
     encoder = captioner.bundle.encoder
-    description = (f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights) "
-                   f"+ {captioner.kind} decoder")
+    description = (
+        f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights) "
+        f"+ {captioner.kind} decoder"
+    )
 
     def page(result: str = "", status: int = 200):
-        body = PAGE.format(model=html.escape(description), limit=f"{max_upload_mb:g}",
-                           result=result)
+        body = PAGE.format(
+            model=html.escape(description), limit=f"{max_upload_mb:g}", result=result
+        )
         return body, status, {"Content-Type": "text/html; charset=utf-8"}
 
     def error(message: str, status: int):
@@ -76,7 +79,9 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
         try:
             picture = features.load_image(io.BytesIO(upload.read()), captioner.image_size)
         except ValueError as problem:
-            raise ValueError(f"{upload.filename} is not an image we can read ({problem})")
+            raise ValueError(
+                f"{upload.filename} is not an image we can read ({problem})"
+            ) from None
         return captioner.caption_pictures([picture], beam)[0], picture, upload.filename
 
     @app.get("/")
@@ -89,12 +94,13 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
             result, picture, name = caption_upload()
         except ValueError as problem:
             return error(str(problem), 400)
-        figure = viz.attention_figure(Image.fromarray(picture), result["words"],
-                                      result["attention"])
+        figure = viz.attention_figure(
+            Image.fromarray(picture), result["words"], result["attention"]
+        )
         image = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
         return page(
             f'<p>{html.escape(name)}:</p><p class="caption" id="caption">'
-            f'{html.escape(result["text"])}</p>'
+            f"{html.escape(result['text'])}</p>"
             f'<img id="attention" alt="attention for each word" '
             f'src="data:image/png;base64,{image}">'
         )
@@ -105,19 +111,29 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
             result, _, name = caption_upload()
         except ValueError as problem:
             return jsonify(error=str(problem)), 400
-        return jsonify(image=name, caption=result["text"], words=result["words"],
-                       score=result["score"], attention=result["attention"].tolist())
+        return jsonify(
+            image=name,
+            caption=result["text"],
+            words=result["words"],
+            score=result["score"],
+            attention=result["attention"].tolist(),
+        )
 
     @app.errorhandler(413)
     def too_large(_):
-        return error(f"The file is larger than the {max_upload_mb:g} MB upload limit.", 413)
+        return error(
+            f"The file is larger than the {max_upload_mb:g} MB upload limit.", 413
+        )
 
     return app
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m helpers serve", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers serve",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True, help="bundle folder")
     parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it local")

@@ -20,7 +20,9 @@ import numpy as np
 class Captioner:
     """Encoder + decoder from one bundle: picture files in, captions out."""
 
-    def __init__(self, folder: str | Path, kind: str = "attention", weights: str | None = None):
+    def __init__(
+        self, folder: str | Path, kind: str = "attention", weights: str | None = None
+    ):
         from helpers import bundle, features
         from helpers.decode import Decoder
 
@@ -34,11 +36,15 @@ class Captioner:
         """(n, size, size, 3) uint8 pictures -> (n, grid, feature_dim) features."""
         from helpers import features
 
-        batch = features.preprocess(self.encoder_name)(np.stack(pictures).astype("float32"))
+        batch = features.preprocess(self.encoder_name)(
+            np.stack(pictures).astype("float32")
+        )
         grid = self.encoder.predict_on_batch(batch)
         return grid.reshape(len(pictures), -1, grid.shape[-1])
 
-    def caption_pictures(self, pictures: list[np.ndarray], beam_width: int = 3) -> list[dict]:
+    def caption_pictures(
+        self, pictures: list[np.ndarray], beam_width: int = 3
+    ) -> list[dict]:
         """Captions (text, tokens, words, score, attention) for decoded pictures."""
         results = self.decoder(self.encode(pictures), beam_width)
         for result in results:
@@ -59,12 +65,19 @@ class Captioner:
 
 def attention_path(base: Path, image: Path, several: bool) -> Path:
     """OUT.png for one image; OUT_<image>.png for each of several."""
-    return base.with_name(f"{base.stem}_{image.stem}{base.suffix or '.png'}") if several else base
+    return (
+        base.with_name(f"{base.stem}_{image.stem}{base.suffix or '.png'}")
+        if several
+        else base
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers caption", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers caption",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="bundle folder")
     parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
@@ -91,15 +104,24 @@ def main(argv: list[str] | None = None) -> int:
     results = captioner.caption_pictures(pictures, args.beam) if pictures else []
     for path, result in zip(good, results):
         if args.json:
-            print(json.dumps({"image": str(path), "caption": result["text"],
-                              "score": round(result["score"], 4)}))
+            print(
+                json.dumps(
+                    {
+                        "image": str(path),
+                        "caption": result["text"],
+                        "score": round(result["score"], 4),
+                    }
+                )
+            )
         else:
             print(f"{path}: {result['text']}")
         if args.attention:
             from helpers import viz
 
             figure = viz.attention_figure(path, result["words"], result["attention"])
-            viz.save_figure_to(figure, attention_path(args.attention, path, len(good) > 1))
+            viz.save_figure_to(
+                figure, attention_path(args.attention, path, len(good) > 1)
+            )
     return 2 if failed else 0
 
 

@@ -92,7 +92,9 @@ def read_lines(path: Path):
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid UTF-8 ({error.reason})") from None
+            raise ValueError(
+                f"{path}:{number}: not valid UTF-8 ({error.reason})"
+            ) from None
         if number == 1:
             text = text.removeprefix("\ufeff")
         text = text.strip()
@@ -135,7 +137,9 @@ def read_kaggle_csv(path: Path) -> dict[str, list[str]]:
     captions: dict[str, list[str]] = collections.defaultdict(list)
     for row in reader:
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(f"{path}:{reader.line_num}: expected 'image,caption', got {row}")
+            raise ValueError(
+                f"{path}:{reader.line_num}: expected 'image,caption', got {row}"
+            )
         captions[row[0].strip()].append(row[1].strip())
     return dict(captions)
 
@@ -171,7 +175,9 @@ def read_coco(paths: list[Path]) -> dict[str, list[str]]:
         names = {image["id"]: image["file_name"] for image in content["images"]}
         for annotation in content["annotations"]:
             if annotation["image_id"] not in names:
-                raise ValueError(f"{path}: annotation {annotation.get('id')} names no image")
+                raise ValueError(
+                    f"{path}: annotation {annotation.get('id')} names no image"
+                )
             captions[names[annotation["image_id"]]].append(annotation["caption"].strip())
     return dict(captions)
 
@@ -182,7 +188,9 @@ def read_karpathy(path: Path) -> tuple[dict[str, list[str]], dict[str, list[str]
     captions, splits = {}, collections.defaultdict(list)
     for number, image in enumerate(content["images"]):
         if image["split"] not in KARPATHY_SPLITS:
-            raise ValueError(f"{path}: image {number} has unknown split {image['split']!r}")
+            raise ValueError(
+                f"{path}: image {number} has unknown split {image['split']!r}"
+            )
         captions[image["filename"]] = [s["raw"].strip() for s in image["sentences"]]
         splits[KARPATHY_SPLITS[image["split"]]].append(image["filename"])
     return captions, dict(splits)
@@ -237,7 +245,9 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder")
     notes: list[str] = []
-    karpathy = _find(root, "dataset_flickr8k.json", "dataset_flickr30k.json", "dataset_coco.json")
+    karpathy = _find(
+        root, "dataset_flickr8k.json", "dataset_flickr30k.json", "dataset_coco.json"
+    )
     split_lists: dict[str, list[str]] = {}
     split_source = ""
 
@@ -245,7 +255,9 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
         layout, captions = "flickr8k-original", read_token_file(token, notes)
         split_paths = {name: token.parent / file for name, file in SPLIT_FILES.items()}
         if all(path.exists() for path in split_paths.values()):
-            split_lists = {name: read_split_file(path) for name, path in split_paths.items()}
+            split_lists = {
+                name: read_split_file(path) for name, path in split_paths.items()
+            }
             split_source = f"official lists in {token.parent.name}/"
     elif kaggle := _find(root, "captions.txt"):
         layout, captions = "flickr8k-kaggle", read_kaggle_csv(kaggle)
@@ -265,7 +277,10 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
             "or dataset_*.json)"
         )
     if not split_lists and karpathy:
-        split_lists, split_source = read_karpathy(karpathy)[1], f"Karpathy {karpathy.name}"
+        split_lists, split_source = (
+            read_karpathy(karpathy)[1],
+            f"Karpathy {karpathy.name}",
+        )
 
     files = _image_files(root, layout)
     missing = sorted(set(captions) - set(files))
@@ -311,7 +326,9 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
     )
 
 
-def seeded_split(names: list[str], seed: int, fraction: float = 0.125) -> dict[str, list[str]]:
+def seeded_split(
+    names: list[str], seed: int, fraction: float = 0.125
+) -> dict[str, list[str]]:
     """Split image names (never captions) into train/dev/test, like Flickr8k's 6:1:1."""
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)
@@ -377,8 +394,13 @@ def download_file(url: str, destination: Path, checksum: str, retries: int = 3) 
                 total = offset + int(response.headers.get("Content-Length", 0))
                 with (
                     open(partial, "ab" if offset else "wb") as file,
-                    tqdm(total=total, initial=offset, unit="B", unit_scale=True,
-                         desc=destination.name) as bar,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        desc=destination.name,
+                    ) as bar,
                 ):
                     while chunk := response.read(1 << 16):
                         file.write(chunk)

@@ -7,6 +7,7 @@ exact `<end>` id and never emits `<pad>` or `<start>`.
 
 from __future__ import annotations
 
+import functools
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -26,8 +27,19 @@ def _log_probs(logits, vocabulary_size):
     return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
 
 
-def beam_search(model, features, beam_width: int, max_length: int, end_id: int = 2,
-                length_penalty: float = 1.0):
+def _take(values, origin):
+    """Rows of `values` (batch, k, ...) reordered by `origin` (batch, k) within each image."""
+    return tf.gather(values, origin, batch_dims=1)
+
+
+def beam_search(
+    model,
+    features,
+    beam_width: int,
+    max_length: int,
+    end_id: int = 2,
+    length_penalty: float = 1.0,
+):
     """Beam search over a batch; beam width 1 is greedy decoding.
 
     Returns tokens (batch, max_length), the chosen beam's score (sum of log
@@ -47,30 +59,44 @@ def beam_search(model, features, beam_width: int, max_length: int, end_id: int =
     finished = tf.zeros((batch, k), tf.bool)
     words = tf.fill([batch * k], 1)  # <start>
     for t in tf.range(max_length):
-        logits, alpha, state = model.step(words, state)  # (batch * k, vocabulary), (.., grid)
+        logits, alpha, state = model.step(
+            words, state
+        )  # (batch * k, vocabulary), (.., grid)
         log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
         # A finished beam may only continue with <pad>, at no cost.
         pad_only = tf.one_hot(0, vocabulary_size, on_value=0.0, off_value=NEG_INF)
-        log_probs = tf.where(finished[..., None], pad_only, log_probs)  # (batch, k, vocab)
-        candidates = tf.reshape(scores[..., None] + log_probs, (batch, -1))  # (batch, k * V)
+        log_probs = tf.where(
+            finished[..., None], pad_only, log_probs
+        )  # (batch, k, vocab)
+        candidates = tf.reshape(
+            scores[..., None] + log_probs, (batch, -1)
+        )  # (batch, k * V)
         scores, flat = tf.math.top_k(candidates, k)  # (batch, k) each
         origin = flat // vocabulary_size  # which beam each survivor extends
         new_words = tf.cast(flat % vocabulary_size, tf.int32)  # (batch, k)
-        take = lambda x: tf.gather(x, origin, batch_dims=1)  # noqa: E731  per image
+        take = functools.partial(_take, origin=origin)  # per image: follow the survivors
         was_finished = take(finished)
         here = tf.one_hot(t, max_length, dtype=tf.int32)  # (max_length,)
         tokens = take(tokens) + new_words[..., None] * here
         step_alpha = tf.reshape(tf.cast(alpha, tf.float32), (batch, k, grid))
         alive = tf.cast(~was_finished, tf.float32)[..., None, None]
-        alphas = take(alphas) + take(step_alpha)[:, :, None, :] * tf.cast(
-            here, tf.float32)[None, None, :, None] * alive
+        alphas = (
+            take(alphas)
+            + take(step_alpha)[:, :, None, :]
+            * tf.cast(here, tf.float32)[None, None, :, None]
+            * alive
+        )
         lengths = take(lengths) + tf.cast(~was_finished, tf.int32)
         finished = was_finished | tf.equal(new_words, end_id)
-        flat_origin = tf.reshape(origin + tf.range(batch)[:, None] * k, [-1])  # (batch * k,)
+        flat_origin = tf.reshape(
+            origin + tf.range(batch)[:, None] * k, [-1]
+        )  # (batch * k,)
         # Only the recurrent state differs between an image's beams; the rest (its
         # features) is the same for all of them and needs no reordering.
-        state = {name: tf.gather(value, flat_origin) if name in recurrent else value
-                 for name, value in state.items()}
+        state = {
+            name: tf.gather(value, flat_origin) if name in recurrent else value
+            for name, value in state.items()
+        }
         words = tf.reshape(new_words, [-1])
         if tf.reduce_all(finished):
             break
@@ -83,9 +109,17 @@ def beam_search(model, features, beam_width: int, max_length: int, end_id: int =
 class Decoder:
     """Compiled decoding for one model and vocabulary, over any number of images."""
 
-    def __init__(self, model, vocabulary: Vocabulary, max_length: int | None = None,
-                 batch_size: int = 128):
-        if vocabulary.words[:3] != (PAD, START, END) or len(vocabulary) != model.vocabulary_size:
+    def __init__(
+        self,
+        model,
+        vocabulary: Vocabulary,
+        max_length: int | None = None,
+        batch_size: int = 128,
+    ):
+        if (
+            vocabulary.words[:3] != (PAD, START, END)
+            or len(vocabulary) != model.vocabulary_size
+        ):
             raise ValueError("the vocabulary does not match the model")
         self.model, self.vocabulary, self.batch_size = model, vocabulary, batch_size
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
@@ -96,8 +130,13 @@ class Decoder:
             # An unknown batch size in the signature keeps every loop shape fixed.
             signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
             self._compiled[beam_width] = tf.function(
-                lambda features: beam_search(self.model, features, beam_width,
-                                             self.max_length, self.vocabulary.ids[END]),
+                lambda features: beam_search(
+                    self.model,
+                    features,
+                    beam_width,
+                    self.max_length,
+                    self.vocabulary.ids[END],
+                ),
                 input_signature=[signature],
             )
         return self._compiled[beam_width]
@@ -115,16 +154,19 @@ class Decoder:
                 n = int(lengths[row])
                 ids = tokens[row, :n].tolist()
                 words = [w for w in ids if w != self.vocabulary.ids[END]]
-                results.append({
-                    "text": self.vocabulary.decode(ids),
-                    "tokens": words,
-                    "score": float(scores[row]),
-                    "attention": alphas[row, : len(words)],  # (words, grid)
-                })
+                results.append(
+                    {
+                        "text": self.vocabulary.decode(ids),
+                        "tokens": words,
+                        "score": float(scores[row]),
+                        "attention": alphas[row, : len(words)],  # (words, grid)
+                    }
+                )
         return results
 
-    def caption(self, features, feature_names: list[str], names: list[str],
-                beam_width: int = 1) -> dict[str, dict]:
+    def caption(
+        self, features, feature_names: list[str], names: list[str], beam_width: int = 1
+    ) -> dict[str, dict]:
         """Decode the images `names`, reading their rows of the feature memmap."""
         position = {name: row for row, name in enumerate(feature_names)}
         rows = np.array([position[name] for name in names])

@@ -77,7 +77,9 @@ def weights_identity(weights: str | None, seed: int) -> str:
 
 
 def build_encoder(
-    name: str = "vgg16", weights: str | None = "imagenet", image_size: int = 224,
+    name: str = "vgg16",
+    weights: str | None = "imagenet",
+    image_size: int = 224,
     seed: int = 1234,
 ):
     """The CNN cut at its feature layer: (batch, size, size, 3) -> (batch, h, w, channels).
@@ -99,8 +101,10 @@ def build_encoder(
         base = application(include_top=False, weights=weights, input_shape=shape)
     except Exception as error:  # Keras raises several kinds for a failed download.
         if weights != "imagenet":
-            raise ValueError(f"{weights}: cannot load these weights into {class_name} "
-                             f"without its top ({error})") from None
+            raise ValueError(
+                f"{weights}: cannot load these weights into {class_name} "
+                f"without its top ({error})"
+            ) from None
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
         raise RuntimeError(
             f"Could not get the ImageNet weights for {class_name} ({error}). Keras looks "
@@ -121,18 +125,26 @@ def encoder_from_identity(identity: dict, weights_file: str | None = None):
     named = identity["weights"]
     if weights_file is not None:
         if weights_identity(weights_file, 0) != named:
-            raise ValueError(f"{weights_file} is not the weights file the features were "
-                             f"made with ({named})")
+            raise ValueError(
+                f"{weights_file} is not the weights file the features were "
+                f"made with ({named})"
+            )
         weights = weights_file
     elif named == "imagenet":
         weights = "imagenet"
     elif named.startswith("random"):
         weights = None
     else:
-        raise ValueError(f"the encoder used the weights file {named}: pass it with --weights")
+        raise ValueError(
+            f"the encoder used the weights file {named}: pass it with --weights"
+        )
     seed = re.search(r"seed=(\d+)", named)
-    return build_encoder(identity["encoder"], weights, identity["image_size"],
-                         seed=int(seed[1]) if seed else 0)
+    return build_encoder(
+        identity["encoder"],
+        weights,
+        identity["image_size"],
+        seed=int(seed[1]) if seed else 0,
+    )
 
 
 def _he_initialise(model, seed: int) -> None:
@@ -160,7 +172,14 @@ def count_macs(model) -> int:
         if isinstance(layer, keras.layers.Conv2D):
             _, height, width, channels_out = layer.output.shape
             kernel_h, kernel_w = layer.kernel_size
-            total += height * width * channels_out * kernel_h * kernel_w * layer.input.shape[-1]
+            total += (
+                height
+                * width
+                * channels_out
+                * kernel_h
+                * kernel_w
+                * layer.input.shape[-1]
+            )
     return total
 
 
@@ -210,10 +229,14 @@ def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = 
     prepare = preprocess(encoder)
     return (
         tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-        .map(decode_in_graph(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        .map(
+            decode_in_graph(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+        )
         .batch(batch_size)
-        .map(lambda images, errors: (prepare(tf.cast(images, tf.float32)), errors),
-             num_parallel_calls=tf.data.AUTOTUNE)
+        .map(
+            lambda images, errors: (prepare(tf.cast(images, tf.float32)), errors),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
         .prefetch(tf.data.AUTOTUNE)
     )
 
@@ -260,20 +283,29 @@ def extract(
     shape = (len(names), grid, model.output_shape[3])
     partial = out / (FEATURES + ".partial")
     # The progress file, rewritten after every batch, names the settings by their hash.
-    fingerprint = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+    fingerprint = hashlib.sha256(
+        json.dumps(settings, sort_keys=True).encode()
+    ).hexdigest()
     state = _read_json(out / PROGRESS)
     if not (state and partial.exists() and state["settings"] == fingerprint):
         for stale in (out / INDEX, out / FEATURES, out / PROGRESS, partial):
             stale.unlink(missing_ok=True)
-        array = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
+        array = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=np.float16, shape=shape
+        )
         del array
         state = {"settings": fingerprint, "done": 0, "skipped": {}}
         write_json_atomic(out / PROGRESS, state)
     array = np.load(partial, mmap_mode="r+")
     start, skipped = state["done"], dict(state["skipped"])
     paths = [image_paths[name] for name in names[start:]]
-    bar = tqdm(total=len(names), initial=start, unit="img", disable=not progress,
-               desc=f"{encoder} features")  # shows images per second
+    bar = tqdm(
+        total=len(names),
+        initial=start,
+        unit="img",
+        disable=not progress,
+        desc=f"{encoder} features",
+    )  # shows images per second
     row = start
     for images, errors in image_dataset(paths, image_size, batch_size, encoder):
         features = model.predict_on_batch(images).reshape(len(images), *shape[1:])
@@ -284,8 +316,9 @@ def extract(
         array[row : row + len(images)] = features.astype(np.float16)
         array.flush()
         row += len(images)
-        write_json_atomic(out / PROGRESS, {"settings": fingerprint, "done": row,
-                                           "skipped": skipped})
+        write_json_atomic(
+            out / PROGRESS, {"settings": fingerprint, "done": row, "skipped": skipped}
+        )
         bar.update(len(images))
     bar.close()
     del array
@@ -301,7 +334,9 @@ def load_features(folder: str | Path) -> tuple[np.ndarray, dict]:
     folder = Path(folder)
     index = _read_json(folder / INDEX)
     if index is None or not (folder / FEATURES).exists():
-        raise FileNotFoundError(f"{folder}: no finished feature cache (run extraction first)")
+        raise FileNotFoundError(
+            f"{folder}: no finished feature cache (run extraction first)"
+        )
     return np.load(folder / FEATURES, mmap_mode="r"), index
 
 
@@ -317,8 +352,11 @@ def _read_json(path: Path) -> dict | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.features", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.features",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("extract", help="extract features for a dataset folder")
     run.add_argument("--data", type=Path, required=True, help="dataset folder")
@@ -342,14 +380,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         dataset = load_dataset(args.data)
         paths = dict(list(dataset.image_paths.items())[: args.limit])
-        index = extract(paths, args.out, encoder=args.encoder, weights=weights,
-                        image_size=args.image_size, batch_size=args.batch_size,
-                        seed=args.seed)
+        index = extract(
+            paths,
+            args.out,
+            encoder=args.encoder,
+            weights=weights,
+            image_size=args.image_size,
+            batch_size=args.batch_size,
+            seed=args.seed,
+        )
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"{args.out / FEATURES}: {index['shape']} {index['dtype']}, "
-          f"{len(index['skipped'])} skipped")
+    print(
+        f"{args.out / FEATURES}: {index['shape']} {index['dtype']}, "
+        f"{len(index['skipped'])} skipped"
+    )
     for name, reason in index["skipped"].items():
         print(f"  skipped {name}: {reason}")
     return 0

@@ -34,13 +34,17 @@ class EndToEnd(keras.Model):
         images, words = inputs  # (batch, size, size, 3), (batch, time)
         grid = self.encoder(images, training=training)  # (batch, h, w, channels)
         _, height, width, channels = self.encoder.output_shape
-        features = keras.ops.reshape(grid, (-1, height * width, channels))  # (batch, grid, c)
+        features = keras.ops.reshape(
+            grid, (-1, height * width, channels)
+        )  # (batch, grid, c)
         return self.decoder((features, words), training=training)  # (batch, time, vocab)
 
     def get_config(self):
-        return {**super().get_config(),
-                "encoder": keras.saving.serialize_keras_object(self.encoder),
-                "decoder": keras.saving.serialize_keras_object(self.decoder)}
+        return {
+            **super().get_config(),
+            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "decoder": keras.saving.serialize_keras_object(self.decoder),
+        }
 
     @classmethod
     def from_config(cls, config):
@@ -55,8 +59,15 @@ def unfreeze_last_block(encoder: keras.Model, prefix: str = "block5") -> None:
         layer.trainable = layer.name.startswith(prefix)
 
 
-def image_dataset(paths: list[str], tokens: np.ndarray, size: int, batch_size: int,
-                  encoder: str, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def image_dataset(
+    paths: list[str],
+    tokens: np.ndarray,
+    size: int,
+    batch_size: int,
+    encoder: str,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
     """Batches of ((preprocessed images, input words), target words, target weights)."""
     decode, prepare = features.decode_in_graph(size), features.preprocess(encoder)
 
@@ -70,28 +81,51 @@ def image_dataset(paths: list[str], tokens: np.ndarray, size: int, batch_size: i
     data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], tokens))
     if shuffle:
         data = data.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return (data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size)
-            .map(split, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch_size)
+        .map(split, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
-def fine_tune(decoder: keras.Model, encoder_identity: dict, cfg, image_paths: dict,
-              captions: dict[str, list[str]], splits: dict[str, list[str]], vocabulary,
-              out: str | Path, *, epochs: int = 2, max_steps: int | None = None,
-              weights: str | None = None, verbose: int = 2):
+def fine_tune(
+    decoder: keras.Model,
+    encoder_identity: dict,
+    cfg,
+    image_paths: dict,
+    captions: dict[str, list[str]],
+    splits: dict[str, list[str]],
+    vocabulary,
+    out: str | Path,
+    *,
+    epochs: int = 2,
+    max_steps: int | None = None,
+    weights: str | None = None,
+    verbose: int = 2,
+):
     """Train encoder `block5` and decoder together from images; returns (model, log)."""
     name, size = encoder_identity["encoder"], encoder_identity["image_size"]
-    settings = {"fine_tune": True, "encoder": encoder_identity, "epochs": epochs,
-                "max_steps": max_steps, "config": json.loads(cfg.to_json()),
-                "vocabulary": len(vocabulary)}
+    settings = {
+        "fine_tune": True,
+        "encoder": encoder_identity,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "config": json.loads(cfg.to_json()),
+        "vocabulary": len(vocabulary),
+    }
     table = {}  # split -> (image path of each caption, its padded token ids)
     for split in ("train", "dev"):
         pairs = [(image_paths[n], c) for n in splits[split] for c in captions[n]]
-        table[split] = ([p for p, _ in pairs], vocabulary.encode_batch([c for _, c in pairs]))
+        table[split] = (
+            [p for p, _ in pairs],
+            vocabulary.encode_batch([c for _, c in pairs]),
+        )
 
     def datasets(batch_size):
-        train_data = image_dataset(*table["train"], size, batch_size, name, True, cfg.seed)
+        train_data = image_dataset(
+            *table["train"], size, batch_size, name, True, cfg.seed
+        )
         dev_data = image_dataset(*table["dev"], size, batch_size, name)
         if max_steps:
             train_data, dev_data = train_data.take(max_steps), dev_data.take(max_steps)
@@ -102,5 +136,14 @@ def fine_tune(decoder: keras.Model, encoder_identity: dict, cfg, image_paths: di
         unfreeze_last_block(encoder)
         return EndToEnd(encoder, decoder)
 
-    return train.fit(out, settings, build, datasets, len(table["train"][0]), cfg, epochs,
-                     cfg.learning_rate / 10, verbose=verbose)
+    return train.fit(
+        out,
+        settings,
+        build,
+        datasets,
+        len(table["train"][0]),
+        cfg,
+        epochs,
+        cfg.learning_rate / 10,
+        verbose=verbose,
+    )

@@ -29,23 +29,40 @@ def tokens(text: str) -> list[str]:
     return normalize_caption(text).split()
 
 
-SPATIAL_PHRASES = ("left of", "right of", "above", "below", "under", "over", "on top of",
-                   "beside", "next to", "in front of", "behind")
+SPATIAL_PHRASES = (
+    "left of",
+    "right of",
+    "above",
+    "below",
+    "under",
+    "over",
+    "on top of",
+    "beside",
+    "next to",
+    "in front of",
+    "behind",
+)
 
 
 def with_spatial_relations(references: dict[str, list[str]]) -> list[str]:
     """Images whose references mostly (3 of 5) describe where things are."""
+
     def spatial(caption: str) -> bool:
         text = f" {' '.join(tokens(caption))} "
         return any(f" {phrase} " in text for phrase in SPATIAL_PHRASES)
 
-    return sorted(name for name, refs in references.items()
-                  if sum(map(spatial, refs)) * 2 > len(refs))
+    return sorted(
+        name
+        for name, refs in references.items()
+        if sum(map(spatial, refs)) * 2 > len(refs)
+    )
 
 
 def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
     if not references or not hypotheses:
-        raise ValueError("empty input: need at least one image with references and a hypothesis")
+        raise ValueError(
+            "empty input: need at least one image with references and a hypothesis"
+        )
     missing_hypotheses = sorted(set(references) - set(hypotheses))
     missing_references = sorted(set(hypotheses) - set(references))
     if missing_hypotheses or missing_references:
@@ -61,7 +78,9 @@ def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
     return names
 
 
-def bleu(references: dict[str, list[str]], hypotheses: dict[str, str]) -> dict[str, float]:
+def bleu(
+    references: dict[str, list[str]], hypotheses: dict[str, str]
+) -> dict[str, float]:
     """Corpus BLEU-1..4 with uniform weights: {"bleu1": ..., "bleu4": ...}."""
     from nltk.translate.bleu_score import corpus_bleu
 
@@ -73,8 +92,11 @@ def bleu(references: dict[str, list[str]], hypotheses: dict[str, str]) -> dict[s
     return {f"bleu{n}": float(score) for n, score in enumerate(scores, start=1)}
 
 
-def evaluate(references: dict[str, list[str]], hypotheses: dict[str, str],
-             meteor: bool | None = None) -> dict[str, float]:
+def evaluate(
+    references: dict[str, list[str]],
+    hypotheses: dict[str, str],
+    meteor: bool | None = None,
+) -> dict[str, float]:
     """BLEU-1..4, CIDEr-D, ROUGE-L (and METEOR if Java is found or asked for)."""
     from pycocoevalcap.cider.cider import Cider
     from pycocoevalcap.rouge.rouge import Rouge
@@ -119,15 +141,26 @@ def _load(path: Path, kind: str):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m helpers.metrics", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--refs", type=Path, required=True,
-                        help='JSON {"image": ["reference", ...]}')
-    parser.add_argument("--hyps", type=Path, required=True, help='JSON {"image": "caption"}')
-    parser.add_argument("--no-meteor", action="store_true", help="skip METEOR even with Java")
+    parser = argparse.ArgumentParser(
+        prog="python -m helpers.metrics",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--refs", type=Path, required=True, help='JSON {"image": ["reference", ...]}'
+    )
+    parser.add_argument(
+        "--hyps", type=Path, required=True, help='JSON {"image": "caption"}'
+    )
+    parser.add_argument(
+        "--no-meteor", action="store_true", help="skip METEOR even with Java"
+    )
     args = parser.parse_args(argv)
     try:
-        references, hypotheses = _load(args.refs, "references"), _load(args.hyps, "hypotheses")
+        references, hypotheses = (
+            _load(args.refs, "references"),
+            _load(args.hyps, "hypotheses"),
+        )
         meteor = False if args.no_meteor else None
         if meteor is None and shutil.which("java") is None:
             print("METEOR skipped: no Java found", file=sys.stderr)

@@ -31,16 +31,29 @@ class Captioner(keras.Model):
 
     recurrent_state = ("h", "c")  # the state entries that change from step to step
 
-    def __init__(self, vocabulary_size: int, grid: int, feature_dim: int,
-                 feature_mean=None, feature_variance=None, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        grid: int,
+        feature_dim: int,
+        feature_mean=None,
+        feature_variance=None,
+        **kwargs,
+    ):
         super().__init__(**kwargs)
-        self.vocabulary_size, self.grid, self.feature_dim = vocabulary_size, grid, feature_dim
+        self.vocabulary_size, self.grid, self.feature_dim = (
+            vocabulary_size,
+            grid,
+            feature_dim,
+        )
         # Features are standardised per channel with statistics of the training split.
         zeros, ones = np.zeros(feature_dim), np.ones(feature_dim)
-        self.feature_mean = np.asarray(zeros if feature_mean is None else feature_mean,
-                                       np.float32)
-        self.feature_variance = np.asarray(ones if feature_variance is None
-                                           else feature_variance, np.float32)
+        self.feature_mean = np.asarray(
+            zeros if feature_mean is None else feature_mean, np.float32
+        )
+        self.feature_variance = np.asarray(
+            ones if feature_variance is None else feature_variance, np.float32
+        )
 
     def normalize(self, features):
         """(batch, grid, feature_dim) standardised per channel, in the compute dtype."""
@@ -64,23 +77,42 @@ class Captioner(keras.Model):
         """Subclasses may add a loss on the attention weights."""
 
     def get_config(self):
-        return {**super().get_config(), "vocabulary_size": self.vocabulary_size,
-                "grid": self.grid, "feature_dim": self.feature_dim,
-                "feature_mean": self.feature_mean.tolist(),
-                "feature_variance": self.feature_variance.tolist()}
+        return {
+            **super().get_config(),
+            "vocabulary_size": self.vocabulary_size,
+            "grid": self.grid,
+            "feature_dim": self.feature_dim,
+            "feature_mean": self.feature_mean.tolist(),
+            "feature_variance": self.feature_variance.tolist(),
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class AttentionCaptioner(Captioner):
     """LSTM decoder with soft attention over the feature grid (Xu et al., 2015)."""
 
-    def __init__(self, vocabulary_size: int, grid: int = 196, feature_dim: int = 512,
-                 embedding_dim: int = 256, units: int = 512, attention_dim: int = 256,
-                 dropout: float = 0.5, attention_penalty: float = 1.0, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        grid: int = 196,
+        feature_dim: int = 512,
+        embedding_dim: int = 256,
+        units: int = 512,
+        attention_dim: int = 256,
+        dropout: float = 0.5,
+        attention_penalty: float = 1.0,
+        **kwargs,
+    ):
         super().__init__(vocabulary_size, grid, feature_dim, **kwargs)
-        self.embedding_dim, self.units, self.attention_dim = embedding_dim, units, attention_dim
+        self.embedding_dim, self.units, self.attention_dim = (
+            embedding_dim,
+            units,
+            attention_dim,
+        )
         self.dropout_rate, self.attention_penalty = dropout, attention_penalty
-        self.embedding = layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.embedding = layers.Embedding(
+            vocabulary_size, embedding_dim, name="embedding"
+        )
         self.init_h = layers.Dense(units, activation="tanh", name="init_h")
         self.init_c = layers.Dense(units, activation="tanh", name="init_c")
         self.project_features = layers.Dense(attention_dim, name="attend_features")
@@ -106,18 +138,24 @@ class AttentionCaptioner(Captioner):
         hidden = self.project_hidden(state["h"])[:, None, :]  # (batch, 1, attention_dim)
         energy = self.score(ops.tanh(state["projected"] + hidden))  # (batch, grid, 1)
         alpha = ops.softmax(energy[..., 0], axis=-1)  # (batch, grid), sums to one
-        context = ops.sum(alpha[..., None] * state["features"], axis=1)  # (batch, feature_dim)
+        context = ops.sum(
+            alpha[..., None] * state["features"], axis=1
+        )  # (batch, feature_dim)
         return alpha, context
 
     def step(self, words, state, training=False):
         alpha, context = self.attend(state)
-        context = self.gate(state["h"]) * context  # gating scalar beta, (batch, feature_dim)
+        context = (
+            self.gate(state["h"]) * context
+        )  # gating scalar beta, (batch, feature_dim)
         embedded = self.embedding(words)  # (batch, embedding_dim)
         inputs = ops.concatenate([embedded, ops.cast(context, embedded.dtype)], axis=-1)
         h, (h, c) = self.cell(inputs, [state["h"], state["c"]], training=training)
         # Deep output: the word depends on the state, the context and the previous word.
         deep = ops.concatenate([h, ops.cast(context, h.dtype), embedded], axis=-1)
-        logits = self.output_layer(self.dropout(deep, training=training))  # (batch, vocab)
+        logits = self.output_layer(
+            self.dropout(deep, training=training)
+        )  # (batch, vocab)
         return logits, alpha, {**state, "h": h, "c": c}
 
     def add_attention_penalty(self, alphas, words):
@@ -131,7 +169,9 @@ class AttentionCaptioner(Captioner):
         """
         if not self.attention_penalty:
             return
-        mask = ops.cast(ops.not_equal(words, 0), alphas.dtype)[..., None]  # (batch, time, 1)
+        mask = ops.cast(ops.not_equal(words, 0), alphas.dtype)[
+            ..., None
+        ]  # (batch, time, 1)
         coverage = ops.sum(alphas * mask, axis=1)  # (batch, grid)
         steps = ops.sum(mask, axis=1)  # (batch, 1)
         spread = ops.sum((steps / self.grid - coverage) ** 2, axis=-1)  # (batch,)
@@ -139,22 +179,37 @@ class AttentionCaptioner(Captioner):
         self.add_loss(self.attention_penalty * ops.cast(penalty, "float32"))
 
     def get_config(self):
-        return {**super().get_config(), "embedding_dim": self.embedding_dim,
-                "units": self.units, "attention_dim": self.attention_dim,
-                "dropout": self.dropout_rate, "attention_penalty": self.attention_penalty}
+        return {
+            **super().get_config(),
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "attention_dim": self.attention_dim,
+            "dropout": self.dropout_rate,
+            "attention_penalty": self.attention_penalty,
+        }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class MergeCaptioner(Captioner):
     """The seed projects' merge model: image and words meet after the LSTM."""
 
-    def __init__(self, vocabulary_size: int, grid: int = 196, feature_dim: int = 512,
-                 embedding_dim: int = 256, units: int = 256, dropout: float = 0.5, **kwargs):
+    def __init__(
+        self,
+        vocabulary_size: int,
+        grid: int = 196,
+        feature_dim: int = 512,
+        embedding_dim: int = 256,
+        units: int = 256,
+        dropout: float = 0.5,
+        **kwargs,
+    ):
         super().__init__(vocabulary_size, grid, feature_dim, **kwargs)
         self.embedding_dim, self.units, self.dropout_rate = embedding_dim, units, dropout
         self.image_dropout = layers.Dropout(dropout)
         self.image_dense = layers.Dense(units, activation="relu", name="image_dense")
-        self.embedding = layers.Embedding(vocabulary_size, embedding_dim, name="embedding")
+        self.embedding = layers.Embedding(
+            vocabulary_size, embedding_dim, name="embedding"
+        )
         self.word_dropout = layers.Dropout(dropout)
         self.cell = layers.LSTMCell(units, name="lstm")
         self.decoder_dense = layers.Dense(units, activation="relu", name="decoder_dense")
@@ -162,13 +217,17 @@ class MergeCaptioner(Captioner):
 
     def initial_state(self, features, training=False):
         pooled = ops.mean(self.normalize(features), axis=1)  # (batch, feature_dim)
-        image = self.image_dense(self.image_dropout(pooled, training=training))  # (batch, units)
+        image = self.image_dense(
+            self.image_dropout(pooled, training=training)
+        )  # (batch, units)
         zeros = ops.zeros_like(image)
         no_attention = ops.zeros_like(features[:, :, 0])  # (batch, grid)
         return {"image": image, "h": zeros, "c": zeros, "no_attention": no_attention}
 
     def step(self, words, state, training=False):
-        embedded = self.word_dropout(self.embedding(words), training=training)  # (batch, emb)
+        embedded = self.word_dropout(
+            self.embedding(words), training=training
+        )  # (batch, emb)
         h, (h, c) = self.cell(embedded, [state["h"], state["c"]], training=training)
         merged = self.decoder_dense(ops.add(state["image"], h))  # (batch, units)
         logits = self.output_layer(merged)  # (batch, vocabulary)
@@ -176,21 +235,40 @@ class MergeCaptioner(Captioner):
         return logits, state["no_attention"], {**state, "h": h, "c": c}
 
     def get_config(self):
-        return {**super().get_config(), "embedding_dim": self.embedding_dim,
-                "units": self.units, "dropout": self.dropout_rate}
+        return {
+            **super().get_config(),
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "dropout": self.dropout_rate,
+        }
 
 
-def build(kind: str, cfg, vocabulary_size: int, feature_shape: tuple[int, int],
-          feature_mean: np.ndarray, feature_variance: np.ndarray) -> Captioner:
+def build(
+    kind: str,
+    cfg,
+    vocabulary_size: int,
+    feature_shape: tuple[int, int],
+    feature_mean: np.ndarray,
+    feature_variance: np.ndarray,
+) -> Captioner:
     """The model named `kind` ("attention" or "merge") sized by the config."""
     grid, feature_dim = feature_shape
-    common = dict(vocabulary_size=vocabulary_size, grid=grid, feature_dim=feature_dim,
-                  embedding_dim=cfg.embedding_dim, units=cfg.units, dropout=cfg.dropout,
-                  feature_mean=np.asarray(feature_mean).tolist(),
-                  feature_variance=np.asarray(feature_variance).tolist())
+    common = dict(
+        vocabulary_size=vocabulary_size,
+        grid=grid,
+        feature_dim=feature_dim,
+        embedding_dim=cfg.embedding_dim,
+        units=cfg.units,
+        dropout=cfg.dropout,
+        feature_mean=np.asarray(feature_mean).tolist(),
+        feature_variance=np.asarray(feature_variance).tolist(),
+    )
     if kind == "attention":
-        return AttentionCaptioner(attention_dim=cfg.attention_dim,
-                                  attention_penalty=cfg.attention_penalty, **common)
+        return AttentionCaptioner(
+            attention_dim=cfg.attention_dim,
+            attention_penalty=cfg.attention_penalty,
+            **common,
+        )
     if kind == "merge":
         return MergeCaptioner(**common)
     raise ValueError(f"Unknown model kind {kind!r}; choose 'attention' or 'merge'")

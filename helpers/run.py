@@ -20,7 +20,9 @@ def main(argv: list[str] | None = None) -> int:
     import papermill
 
     parser = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__)
-    parser.add_argument("--only", nargs="*", default=None, help="notebook number prefixes")
+    parser.add_argument(
+        "--only", nargs="*", default=None, help="notebook number prefixes"
+    )
     args = parser.parse_args(argv)
     cfg = get_config()
     executed = artifacts_dir(cfg) / "executed"

@@ -46,7 +46,12 @@ RELATIONS = {  # relation -> (dx, dy) direction of the first object from the sec
     "above": (0, -1),
     "below": (0, 1),
 }
-INVERSE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+INVERSE = {
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
+}
 PHRASES = {  # relation -> ways to say it
     "left of": ["to the left of", "left of", "next to"],
     "right of": ["to the right of", "right of", "beside"],
@@ -65,8 +70,9 @@ def _describe(thing: dict, rng: random.Random, article: str = "a") -> str:
     return " ".join(words)
 
 
-def captions_for(things: list[dict], relation: str | None, background: str,
-                 rng: random.Random) -> list[str]:
+def captions_for(
+    things: list[dict], relation: str | None, background: str, rng: random.Random
+) -> list[str]:
     """Five different captions, from varied templates, synonyms and word orders."""
     d = lambda thing, article="a": _describe(thing, rng, article)  # noqa: E731
     if len(things) == 1:
@@ -112,8 +118,10 @@ def _draw_thing(draw: ImageDraw.ImageDraw, thing: dict) -> None:
 
 def _star_points(x: float, y: float, r: float) -> list[tuple[float, float]]:
     return [
-        (x + (r if i % 2 == 0 else r * 0.45) * math.sin(i * math.pi / 5),
-         y - (r if i % 2 == 0 else r * 0.45) * math.cos(i * math.pi / 5))
+        (
+            x + (r if i % 2 == 0 else r * 0.45) * math.sin(i * math.pi / 5),
+            y - (r if i % 2 == 0 else r * 0.45) * math.cos(i * math.pi / 5),
+        )
         for i in range(10)
     ]
 
@@ -128,24 +136,36 @@ def make_picture(rng: random.Random) -> tuple[Image.Image, list[str]]:
         shade = tuple(max(0, c - rng.randint(20, 60)) for c in BACKGROUNDS[background])
         x, y = rng.randint(0, width), rng.randint(0, height)
         if rng.random() < 0.5:
-            draw.line([x, y, x + rng.randint(-60, 60), y + rng.randint(-60, 60)], fill=shade)
+            draw.line(
+                [x, y, x + rng.randint(-60, 60), y + rng.randint(-60, 60)], fill=shade
+            )
         else:
             draw.ellipse([x, y, x + 3, y + 3], fill=shade)
     count = rng.choice([1, 2, 2, 3])
-    kinds = rng.sample(list(SHAPES), count)  # distinct kinds keep the captions unambiguous
+    kinds = rng.sample(
+        list(SHAPES), count
+    )  # distinct kinds keep the captions unambiguous
     things = [
-        {"kind": kind, "colour": rng.choice(list(COLOURS)), "size": rng.choice(list(SIZES))}
+        {
+            "kind": kind,
+            "colour": rng.choice(list(COLOURS)),
+            "size": rng.choice(list(SIZES)),
+        }
         for kind in kinds
     ]
     relation = rng.choice(list(RELATIONS)) if count > 1 else None
     margin = 40
     if relation is None:
-        things[0].update(x=rng.randint(margin, width - margin), y=rng.randint(margin, height - margin))
+        things[0].update(
+            x=rng.randint(margin, width - margin), y=rng.randint(margin, height - margin)
+        )
     else:
         dx, dy = RELATIONS[relation]
         cx, cy = width / 2 + rng.randint(-15, 15), height / 2 + rng.randint(-15, 15)
         gap = rng.randint(40, 60)
-        things[0].update(x=cx + dx * gap, y=cy + dy * gap)  # the first is `relation` of ...
+        things[0].update(
+            x=cx + dx * gap, y=cy + dy * gap
+        )  # the first is `relation` of ...
         things[1].update(x=cx - dx * gap, y=cy - dy * gap)  # ... the second
         if count == 3:  # the third sits across the other axis, out of the way
             things[2].update(x=cx + dy * 0.8 * gap + 10, y=cy + dx * 0.8 * gap + 10)
@@ -180,7 +200,9 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
         token_lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions)]
     # The real token file has captions for a '<name>.jpg.1' key that has no image.
     token_lines += [line.replace(".jpg#", ".jpg.1#", 1) for line in token_lines[:5]]
-    (staging / "Flickr8k_text" / "Flickr8k.token.txt").write_text("\n".join(token_lines) + "\n")
+    (staging / "Flickr8k_text" / "Flickr8k.token.txt").write_text(
+        "\n".join(token_lines) + "\n"
+    )
     order = rng.sample(names, len(names))
     held_out = max(1, round(images / 8))
     unsplit = max(1, images // 100)
@@ -190,7 +212,9 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
         "train": order[2 * held_out : len(order) - unsplit],
     }
     for split, file in SPLIT_FILES.items():
-        (staging / "Flickr8k_text" / file).write_text("\n".join(sorted(splits[split])) + "\n")
+        (staging / "Flickr8k_text" / file).write_text(
+            "\n".join(sorted(splits[split])) + "\n"
+        )
     (staging / "sample.json").write_text(json.dumps(settings))
     shutil.rmtree(out, ignore_errors=True)
     out.parent.mkdir(parents=True, exist_ok=True)

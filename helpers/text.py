@@ -46,7 +46,6 @@ def words(text: str) -> list[str]:
     return normalize_caption(text).split()
 
 
-
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
 SPECIAL = (PAD, START, END, UNK)  # ids 0, 1, 2, 3
 
@@ -60,14 +59,22 @@ class Vocabulary:
     min_count: int
 
     @classmethod
-    def fit(cls, captions: list[str], min_count: int = 5, max_length_percentile: float = 100.0):
+    def fit(
+        cls, captions: list[str], min_count: int = 5, max_length_percentile: float = 100.0
+    ):
         """Keep words seen at least `min_count` times; most frequent first."""
-        counts = collections.Counter(word for caption in captions for word in words(caption))
-        kept = sorted((w for w, n in counts.items() if n >= min_count),
-                      key=lambda w: (-counts[w], w))
+        counts = collections.Counter(
+            word for caption in captions for word in words(caption)
+        )
+        kept = sorted(
+            (w for w, n in counts.items() if n >= min_count),
+            key=lambda w: (-counts[w], w),
+        )
         lengths = [len(words(caption)) for caption in captions]
         # The shortest length that covers `max_length_percentile` % of the captions.
-        max_length = int(np.percentile(lengths, max_length_percentile, method="inverted_cdf"))
+        max_length = int(
+            np.percentile(lengths, max_length_percentile, method="inverted_cdf")
+        )
         return cls(tuple(SPECIAL) + tuple(kept), max(1, max_length), min_count)
 
     @functools.cached_property
@@ -103,14 +110,17 @@ class Vocabulary:
         return " ".join(out)
 
     def to_json(self) -> dict:
-        return {"words": list(self.words), "max_length": self.max_length,
-                "min_count": self.min_count}
+        return {
+            "words": list(self.words),
+            "max_length": self.max_length,
+            "min_count": self.min_count,
+        }
 
     def save(self, path: str | Path) -> Path:
         return write_json_atomic(path, self.to_json())
 
     @classmethod
-    def load(cls, path: str | Path) -> "Vocabulary":
+    def load(cls, path: str | Path) -> Vocabulary:
         content = json.loads(Path(path).read_text())
         if tuple(content["words"][:4]) != SPECIAL:
             raise ValueError(f"{path}: not a vocabulary file (special tokens missing)")

@@ -25,13 +25,19 @@ from helpers.io import write_json_atomic  # noqa: E402
 from helpers.text import Vocabulary  # noqa: E402
 
 
-def caption_table(captions: dict[str, list[str]], names: list[str], vocabulary: Vocabulary,
-                  feature_names: list[str]) -> tuple[np.ndarray, np.ndarray]:
+def caption_table(
+    captions: dict[str, list[str]],
+    names: list[str],
+    vocabulary: Vocabulary,
+    feature_names: list[str],
+) -> tuple[np.ndarray, np.ndarray]:
     """(rows, tokens): the memmap row of each caption's image and its padded ids."""
     position = {name: row for row, name in enumerate(feature_names)}
     missing = [name for name in names if name not in position]
     if missing:
-        raise ValueError(f"{len(missing)} image(s) have no feature row, e.g. {missing[:3]}")
+        raise ValueError(
+            f"{len(missing)} image(s) have no feature row, e.g. {missing[:3]}"
+        )
     pairs = [(position[name], caption) for name in names for caption in captions[name]]
     rows = np.array([row for row, _ in pairs], np.int64)
     return rows, vocabulary.encode_batch([caption for _, caption in pairs])
@@ -48,7 +54,9 @@ def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256)
         squares += (block**2).sum(axis=(0, 1))
     count = len(rows) * features.shape[1]
     mean = total / count
-    return mean.astype(np.float32), np.maximum(squares / count - mean**2, 1e-6).astype(np.float32)
+    return mean.astype(np.float32), np.maximum(squares / count - mean**2, 1e-6).astype(
+        np.float32
+    )
 
 
 def teacher_forcing(images_or_features, tokens):
@@ -61,8 +69,14 @@ def teacher_forcing(images_or_features, tokens):
     return (images_or_features, inputs), targets, weights
 
 
-def make_dataset(features: np.ndarray, rows: np.ndarray, tokens: np.ndarray,
-                 batch_size: int, shuffle: bool = False, seed: int = 0) -> tf.data.Dataset:
+def make_dataset(
+    features: np.ndarray,
+    rows: np.ndarray,
+    tokens: np.ndarray,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+) -> tf.data.Dataset:
     """Batches of ((features, input words), target words, target weights).
 
     Target weights are 0 on padding, so padding never contributes to the loss.
@@ -80,15 +94,21 @@ def make_dataset(features: np.ndarray, rows: np.ndarray, tokens: np.ndarray,
     data = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle:
         data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    return (data.batch(batch_size)
-            .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+    return (
+        data.batch(batch_size)
+        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
+        .prefetch(tf.data.AUTOTUNE)
+    )
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
     """MirroredStrategy over several GPUs, else the default strategy: same code path."""
     gpus = tf.config.list_logical_devices("GPU")
-    return tf.distribute.MirroredStrategy() if len(gpus) > 1 else tf.distribute.get_strategy()
+    return (
+        tf.distribute.MirroredStrategy()
+        if len(gpus) > 1
+        else tf.distribute.get_strategy()
+    )
 
 
 def masked_loss() -> keras.losses.Loss:
@@ -107,10 +127,21 @@ def best_so_far(log: Path, monitor: str = "val_loss") -> float | None:
     return min(values) if values else None
 
 
-def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
-          captions: dict[str, list[str]], splits: dict[str, list[str]],
-          vocabulary: Vocabulary, out: str | Path, *, shuffle_features: bool = False,
-          epochs: int | None = None, extra_callbacks=(), verbose: int = 2):
+def train(
+    kind: str,
+    cfg,
+    features: np.ndarray,
+    feature_names: list[str],
+    captions: dict[str, list[str]],
+    splits: dict[str, list[str]],
+    vocabulary: Vocabulary,
+    out: str | Path,
+    *,
+    shuffle_features: bool = False,
+    epochs: int | None = None,
+    extra_callbacks=(),
+    verbose: int = 2,
+):
     """Train a `kind` model ("attention" or "merge") and return (model, history rows).
 
     Everything goes to `out`: `best.keras` (best validation loss), `log.csv`,
@@ -118,29 +149,63 @@ def train(kind: str, cfg, features: np.ndarray, feature_names: list[str],
     finished epoch. `shuffle_features` pairs each caption with a random other image,
     the control that shows how much the model really uses the picture.
     """
-    settings = {"kind": kind, "shuffle_features": shuffle_features, "epochs": epochs,
-                "config": json.loads(cfg.to_json()), "vocabulary": len(vocabulary),
-                "features": list(features.shape), "names": feature_names[:3]}
-    train_rows, train_tokens = caption_table(captions, splits["train"], vocabulary, feature_names)
-    dev_rows, dev_tokens = caption_table(captions, splits["dev"], vocabulary, feature_names)
+    settings = {
+        "kind": kind,
+        "shuffle_features": shuffle_features,
+        "epochs": epochs,
+        "config": json.loads(cfg.to_json()),
+        "vocabulary": len(vocabulary),
+        "features": list(features.shape),
+        "names": feature_names[:3],
+    }
+    train_rows, train_tokens = caption_table(
+        captions, splits["train"], vocabulary, feature_names
+    )
+    dev_rows, dev_tokens = caption_table(
+        captions, splits["dev"], vocabulary, feature_names
+    )
     if shuffle_features:
         permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
         train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
 
     def datasets(batch_size):
-        return (make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed),
-                make_dataset(features, dev_rows, dev_tokens, batch_size))
+        return (
+            make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed),
+            make_dataset(features, dev_rows, dev_tokens, batch_size),
+        )
 
     def build():
         mean, variance = feature_statistics(features, train_rows)
-        return models.build(kind, cfg, len(vocabulary), features.shape[1:], mean, variance)
+        return models.build(
+            kind, cfg, len(vocabulary), features.shape[1:], mean, variance
+        )
 
-    return fit(out, settings, build, datasets, len(train_rows), cfg, epochs or cfg.epochs,
-               cfg.learning_rate, extra_callbacks, verbose)
+    return fit(
+        out,
+        settings,
+        build,
+        datasets,
+        len(train_rows),
+        cfg,
+        epochs or cfg.epochs,
+        cfg.learning_rate,
+        extra_callbacks,
+        verbose,
+    )
 
 
-def fit(out: str | Path, settings: dict, build, datasets, examples: int, cfg, epochs: int,
-        learning_rate: float, extra_callbacks=(), verbose: int = 2):
+def fit(
+    out: str | Path,
+    settings: dict,
+    build,
+    datasets,
+    examples: int,
+    cfg,
+    epochs: int,
+    learning_rate: float,
+    extra_callbacks=(),
+    verbose: int = 2,
+):
     """The training loop shared by `train` and `fine_tune`.
 
     `build()` makes the model and `datasets(batch_size)` the (train, dev) data; both
@@ -176,25 +241,41 @@ def fit(out: str | Path, settings: dict, build, datasets, examples: int, cfg, ep
     log = out / "log.csv"
     callbacks = [
         keras.callbacks.BackupAndRestore(str(out / "backup")),
-        keras.callbacks.ModelCheckpoint(str(out / "best.keras"), monitor="val_loss",
-                                        save_best_only=True,
-                                        initial_value_threshold=best_so_far(log)),
+        keras.callbacks.ModelCheckpoint(
+            str(out / "best.keras"),
+            monitor="val_loss",
+            save_best_only=True,
+            initial_value_threshold=best_so_far(log),
+        ),
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
         keras.callbacks.CSVLogger(str(log), append=True),
-        keras.callbacks.TensorBoard(str(out / "tensorboard"), write_graph=False,
-                                    profile_batch=0),
+        keras.callbacks.TensorBoard(
+            str(out / "tensorboard"), write_graph=False, profile_batch=0
+        ),
         *extra_callbacks,
     ]
     began = time.perf_counter()
-    model.fit(train_data, validation_data=dev_data, epochs=epochs, callbacks=callbacks,
-              verbose=verbose, shuffle=False)  # train_data shuffles itself
+    model.fit(
+        train_data,
+        validation_data=dev_data,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )  # train_data shuffles itself
     best = keras.saving.load_model(out / "best.keras")
-    write_json_atomic(out / "summary.json", {
-        **{k: v for k, v in settings.items() if k != "config"},
-        "epochs_run": len(read_log(log)), "best_val_loss": best_so_far(log),
-        "parameters": int(best.count_params()),
-        "fit_seconds": round(time.perf_counter() - began),  # of the last, resumed part
-    })
+    write_json_atomic(
+        out / "summary.json",
+        {
+            **{k: v for k, v in settings.items() if k != "config"},
+            "epochs_run": len(read_log(log)),
+            "best_val_loss": best_so_far(log),
+            "parameters": int(best.count_params()),
+            "fit_seconds": round(
+                time.perf_counter() - began
+            ),  # of the last, resumed part
+        },
+    )
     return best, read_log(log)
 
 

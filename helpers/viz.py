@@ -15,7 +15,9 @@ def caption_grid(
 ):
     """Each image above its captions (the first one in bold: e.g. the model's)."""
     rows = -(-len(images) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(5 * columns, 6 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(5 * columns, 6 * rows), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     for axis, path, lines in zip(axes.flat, images, captions):
@@ -52,9 +54,20 @@ def loss_curves(logs: dict[str, list[dict]]):
     figure, axis = plt.subplots(figsize=(7, 4))
     for (name, rows), colour in zip(logs.items(), plt.cm.tab10.colors):
         epochs = [row["epoch"] + 1 for row in rows]
-        axis.plot(epochs, [row["loss"] for row in rows], "-", color=colour, label=f"{name} train")
-        axis.plot(epochs, [row["val_loss"] for row in rows], "--", color=colour,
-                  label=f"{name} validation")
+        axis.plot(
+            epochs,
+            [row["loss"] for row in rows],
+            "-",
+            color=colour,
+            label=f"{name} train",
+        )
+        axis.plot(
+            epochs,
+            [row["val_loss"] for row in rows],
+            "--",
+            color=colour,
+            label=f"{name} validation",
+        )
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss (cross-entropy per word + penalty)")
     axis.legend(fontsize=8)
@@ -81,22 +94,26 @@ def attention_figure(picture, words: list[str], attention, columns: int = 5):
     image = source.convert("RGB").resize((224, 224))
     panels = len(words) + 1
     rows = -(-panels // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.8 * rows),
-                                squeeze=False)
+    figure, axes = plt.subplots(
+        rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False
+    )
     for axis in axes.flat:
         axis.axis("off")
     axes.flat[0].imshow(image)
     axes.flat[0].set_title(" ".join(words), fontsize=8, wrap=True)
     for axis, word, weights in zip(axes.flat[1:], words, attention):
         axis.imshow(image)
-        axis.imshow(attention_overlay(image, weights), cmap="gray", alpha=0.6, vmin=0, vmax=1)
+        axis.imshow(
+            attention_overlay(image, weights), cmap="gray", alpha=0.6, vmin=0, vmax=1
+        )
         axis.set_title(word, fontsize=10)
     figure.tight_layout()
     return figure
 
 
-def bleu_by_length(references: dict[str, list[str]], hypotheses: dict[str, str],
-                   edges=(0, 6, 9, 12, 100)):
+def bleu_by_length(
+    references: dict[str, list[str]], hypotheses: dict[str, str], edges=(0, 6, 9, 12, 100)
+):
     """Corpus BLEU-4 of the images grouped by the length of their generated caption."""
     from helpers import metrics
 
@@ -105,14 +122,23 @@ def bleu_by_length(references: dict[str, list[str]], hypotheses: dict[str, str],
         group = [n for n, h in hypotheses.items() if low < len(metrics.tokens(h)) <= high]
         if group:
             labels.append(f"{low + 1}-{high}" if high < 100 else f">{low}")
-            scores.append(metrics.bleu({n: references[n] for n in group},
-                                       {n: hypotheses[n] for n in group})["bleu4"])
+            scores.append(
+                metrics.bleu(
+                    {n: references[n] for n in group}, {n: hypotheses[n] for n in group}
+                )["bleu4"]
+            )
             counts.append(len(group))
     figure, axis = plt.subplots(figsize=(6, 3))
     bars = axis.bar(labels, scores, color="tab:cyan")
     for bar, count in zip(bars, counts):
-        axis.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), f"n={count}",
-                  ha="center", va="bottom", fontsize=8)
+        axis.text(
+            bar.get_x() + bar.get_width() / 2,
+            bar.get_height(),
+            f"n={count}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     axis.set_xlabel("words in the generated caption")
     axis.set_ylabel("BLEU-4")
     figure.tight_layout()

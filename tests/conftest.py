@@ -23,13 +23,24 @@ def tiny_bundle(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("bundle")
     dataset = data.load_dataset(sample.write_sample(root / "data", 12, seed=21))
-    index = features.extract(dataset.image_paths, root / "features", weights=None,
-                             image_size=32, batch_size=4, progress=False)
+    index = features.extract(
+        dataset.image_paths,
+        root / "features",
+        weights=None,
+        image_size=32,
+        batch_size=4,
+        progress=False,
+    )
     cfg = get_config("ci", embedding_dim=8, units=16, attention_dim=8)
-    vocabulary = Vocabulary.fit([c for n in dataset.splits["train"]
-                                 for c in dataset.captions[n]], 1)
-    decoders = {kind: models.build(kind, cfg, len(vocabulary), (4, 512), np.zeros(512),
-                                   np.ones(512)) for kind in bundle.KINDS}
+    vocabulary = Vocabulary.fit(
+        [c for n in dataset.splits["train"] for c in dataset.captions[n]], 1
+    )
+    decoders = {
+        kind: models.build(
+            kind, cfg, len(vocabulary), (4, 512), np.zeros(512), np.ones(512)
+        )
+        for kind in bundle.KINDS
+    }
     for decoder in decoders.values():
         decoder((np.zeros((1, 4, 512), "float32"), np.ones((1, 2), "int32")))
     folder = bundle.save_bundle(root / "bundle", decoders, vocabulary, cfg, index)

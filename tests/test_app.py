@@ -25,8 +25,11 @@ def jpeg(size=(60, 40)):
 
 
 def post(client, body, name="photo.jpg", path="/", decoding="3"):
-    return client.post(path, data={"image": (io.BytesIO(body), name), "decoding": decoding},
-                       content_type="multipart/form-data")
+    return client.post(
+        path,
+        data={"image": (io.BytesIO(body), name), "decoding": decoding},
+        content_type="multipart/form-data",
+    )
 
 
 def test_form_caption_and_attention(app):
@@ -90,9 +93,17 @@ def test_upload_in_a_real_browser(app, tmp_path):
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
-                executable_path=CHROMIUM, headless=True,
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"])
+                executable_path=CHROMIUM,
+                headless=True,
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
+            )
             page = browser.new_page()
             page.goto(url)
             page.set_input_files("input[type=file]", str(tmp_path / "photo.jpg"))

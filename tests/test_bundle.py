@@ -29,7 +29,9 @@ def test_a_vocabulary_from_another_run_is_refused(tiny_bundle, tmp_path):
     words = json.loads((folder / "vocabulary.json").read_text())
     words["words"][4], words["words"][5] = words["words"][5], words["words"][4]
     (folder / "vocabulary.json").write_text(json.dumps(words))
-    with pytest.raises(ValueError, match="not the vocabulary these decoders were trained"):
+    with pytest.raises(
+        ValueError, match="not the vocabulary these decoders were trained"
+    ):
         bundle.load_bundle(folder)
 
 

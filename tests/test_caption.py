@@ -10,8 +10,13 @@ from helpers.paths import ROOT
 
 
 def run(*args):
-    return subprocess.run([sys.executable, "-m", "helpers", "caption", *map(str, args)],
-                          capture_output=True, text=True, cwd=ROOT, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "helpers", "caption", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
 
 
 def test_captions_good_images_and_reports_bad_ones(tiny_bundle, tmp_path):
@@ -21,8 +26,18 @@ def test_captions_good_images_and_reports_bad_ones(tiny_bundle, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(good[0].read_bytes()[:200])
     missing = tmp_path / "missing.jpg"
-    result = run(good[0], missing, tmp_path / "notes.jpg", broken, good[1],
-                 "--model", folder, "--beam", 2, "--json")
+    result = run(
+        good[0],
+        missing,
+        tmp_path / "notes.jpg",
+        broken,
+        good[1],
+        "--model",
+        folder,
+        "--beam",
+        2,
+        "--json",
+    )
     assert result.returncode == 2
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(good[0]), str(good[1])]
@@ -34,7 +49,9 @@ def test_captions_good_images_and_reports_bad_ones(tiny_bundle, tmp_path):
 def test_plain_output_and_attention_figures(tiny_bundle, tmp_path):
     folder, dataset = tiny_bundle
     images = list(dataset.image_paths.values())[:2]
-    result = run(*images, "--model", folder, "--beam", 1, "--attention", tmp_path / "att.png")
+    result = run(
+        *images, "--model", folder, "--beam", 1, "--attention", tmp_path / "att.png"
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(f"{images[0]}: ")
     for image in images:
@@ -46,6 +63,7 @@ def test_bad_bundle_and_bad_arguments(tmp_path):
     assert run("x.jpg", "--model", tmp_path).returncode == 2
     assert "not a complete model bundle" in run("x.jpg", "--model", tmp_path).stderr
     assert run("x.jpg", "--model", tmp_path, "--beam", 0).returncode == 2
-    usage = subprocess.run([sys.executable, "-m", "helpers"], capture_output=True, text=True,
-                           cwd=ROOT)
+    usage = subprocess.run(
+        [sys.executable, "-m", "helpers"], capture_output=True, text=True, cwd=ROOT
+    )
     assert usage.returncode == 2 and "caption" in usage.stderr

@@ -31,9 +31,19 @@ def test_saved_config_round_trips(tmp_path):
 
 def test_presets_differ_only_in_sizes_data_and_weights():
     allowed = {
-        "profile", "data_dir", "sample_images", "weights", "min_word_count",
-        "embedding_dim", "units", "attention_dim", "batch_size", "epochs",
-        "learning_rate", "feature_batch_size", "patience",
+        "profile",
+        "data_dir",
+        "sample_images",
+        "weights",
+        "min_word_count",
+        "embedding_dim",
+        "units",
+        "attention_dim",
+        "batch_size",
+        "epochs",
+        "learning_rate",
+        "feature_batch_size",
+        "patience",
     }
     base = PRESETS["flickr8k"].__dict__
     for preset in PRESETS.values():

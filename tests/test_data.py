@@ -34,14 +34,20 @@ def five(name, sep="\t", prefix="A dog"):
 def test_layout_a_with_every_quirk(tmp_path):
     names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg", "e.jpg", "nocaption.jpg"]
     token = (
-        "\ufeff" + five("a.jpg")
+        "\ufeff"
+        + five("a.jpg")
         + five("b.jpg", sep=" ")  # a space instead of the TAB after #k
         + "\n\n"  # blank lines
         + five("c.jpg").replace("\n", "\r\n")  # CRLF
-        + five("d.jpg") + five("e.jpg")
+        + five("d.jpg")
+        + five("e.jpg")
         + five("a.jpg.1")  # the bogus key: captions, no image
     )
-    splits = {"train": ["a.jpg", "b.jpg"], "dev": ["c.jpg"], "test": ["d.jpg", "ghost.jpg"]}
+    splits = {
+        "train": ["a.jpg", "b.jpg"],
+        "dev": ["c.jpg"],
+        "test": ["d.jpg", "ghost.jpg"],
+    }
     dataset = data.load_dataset(write_layout_a(tmp_path, token.encode(), names, splits))
     report = dataset.report()
     assert report["layout"] == "flickr8k-original"
@@ -92,13 +98,19 @@ def test_kaggle_layout_uses_a_real_csv_parser(tmp_path):
     touch_images(tmp_path / "Images", names)
     rows = ["image,caption"]
     for name in names:
-        rows += [f'{name},"A dog, wet, runs ."'] + [f"{name},A cat sits {k} ." for k in range(4)]
+        rows += [f'{name},"A dog, wet, runs ."'] + [
+            f"{name},A cat sits {k} ." for k in range(4)
+        ]
     (tmp_path / "captions.txt").write_text("\r\n".join(rows) + "\r\n")
     dataset = data.load_dataset(tmp_path, seed=7)
     assert dataset.layout == "flickr8k-kaggle"
     assert dataset.captions["3.jpg"][0] == "A dog, wet, runs ."
     assert dataset.report()["captions"] == 80
-    assert {k: len(v) for k, v in dataset.splits.items()} == {"train": 12, "dev": 2, "test": 2}
+    assert {k: len(v) for k, v in dataset.splits.items()} == {
+        "train": 12,
+        "dev": 2,
+        "test": 2,
+    }
     assert dataset.split_source == "seeded split by image (seed 7)"
     # The split is by image, deterministic, and changes with the seed.
     assert data.load_dataset(tmp_path, seed=7).splits == dataset.splits
@@ -118,13 +130,19 @@ def test_karpathy_json_gives_the_splits_when_no_lists(tmp_path):
     (tmp_path / "captions.txt").write_text(
         "image,caption\n" + "".join(f"{n},A thing .\n" for n in names)
     )
-    karpathy = {"images": [
-        {"filename": n, "split": s, "sentences": [{"raw": "x", "tokens": ["x"]}]}
-        for n, s in zip(names, ["train", "restval", "val", "test"])
-    ]}
+    karpathy = {
+        "images": [
+            {"filename": n, "split": s, "sentences": [{"raw": "x", "tokens": ["x"]}]}
+            for n, s in zip(names, ["train", "restval", "val", "test"])
+        ]
+    }
     (tmp_path / "dataset_flickr8k.json").write_text(json.dumps(karpathy))
     dataset = data.load_dataset(tmp_path)
-    assert dataset.splits == {"train": ["a.jpg", "b.jpg"], "dev": ["c.jpg"], "test": ["d.jpg"]}
+    assert dataset.splits == {
+        "train": ["a.jpg", "b.jpg"],
+        "dev": ["c.jpg"],
+        "test": ["d.jpg"],
+    }
     assert dataset.split_source == "Karpathy dataset_flickr8k.json"
 
 
@@ -155,10 +173,13 @@ def test_coco_captions(tmp_path):
         content = {
             "images": [{"id": image_id, "file_name": f"COCO_{split}2014_{image_id}.jpg"}],
             "annotations": [
-                {"id": 10 + k, "image_id": image_id, "caption": f"A bus {k}. "} for k in range(5)
+                {"id": 10 + k, "image_id": image_id, "caption": f"A bus {k}. "}
+                for k in range(5)
             ],
         }
-        (tmp_path / "annotations" / f"captions_{split}2014.json").write_text(json.dumps(content))
+        (tmp_path / "annotations" / f"captions_{split}2014.json").write_text(
+            json.dumps(content)
+        )
     dataset = data.load_dataset(tmp_path)
     assert dataset.layout == "coco2014"
     assert dataset.captions["COCO_val2014_2.jpg"][0] == "A bus 0."
@@ -173,15 +194,21 @@ def test_unrecognised_folder(tmp_path):
 def run_cli(*args):
     return subprocess.run(
         [sys.executable, "-m", "helpers.data", *map(str, args)],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
     )
 
 
 def test_inspect_cli_json_and_exit_codes(tmp_path):
     splits = {"train": ["a.jpg"], "dev": ["b.jpg"], "test": ["c.jpg"]}
-    root = write_layout_a(tmp_path / "f8k", (five("a.jpg") + five("b.jpg") + five("c.jpg")
-                                             + five("c.jpg.1")).encode(),
-                          ["a.jpg", "b.jpg", "c.jpg"], splits)
+    root = write_layout_a(
+        tmp_path / "f8k",
+        (five("a.jpg") + five("b.jpg") + five("c.jpg") + five("c.jpg.1")).encode(),
+        ["a.jpg", "b.jpg", "c.jpg"],
+        splits,
+    )
     result = run_cli("inspect", root, "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -214,12 +241,20 @@ def test_normalize_caption(raw, options, expected):
 
 def test_karpathy_file_alone_gives_captions_and_splits(tmp_path):
     touch_images(tmp_path / "flickr30k-images", ["1.jpg", "2.jpg"])
-    karpathy = {"images": [
-        {"filename": "1.jpg", "split": "train",
-         "sentences": [{"raw": "A red bus .", "tokens": ["a", "red", "bus"]}]},
-        {"filename": "2.jpg", "split": "test",
-         "sentences": [{"raw": "Two cats .", "tokens": ["two", "cats"]}]},
-    ]}
+    karpathy = {
+        "images": [
+            {
+                "filename": "1.jpg",
+                "split": "train",
+                "sentences": [{"raw": "A red bus .", "tokens": ["a", "red", "bus"]}],
+            },
+            {
+                "filename": "2.jpg",
+                "split": "test",
+                "sentences": [{"raw": "Two cats .", "tokens": ["two", "cats"]}],
+            },
+        ]
+    }
     (tmp_path / "dataset_flickr30k.json").write_text(json.dumps(karpathy))
     dataset = data.load_dataset(tmp_path)
     assert dataset.layout == "karpathy-flickr30k"

@@ -36,12 +36,18 @@ class Chain:
 
 VOCABULARY = Vocabulary(WORDS, max_length=5, min_count=1)
 # Greedy takes "a" (0.55) and then can only go on weakly; "b <end>" is more likely.
-TRAP = Chain({
-    ("<start>", "a"): 0.55, ("<start>", "b"): 0.45,
-    ("a", "c"): 0.34, ("a", "<end>"): 0.33, ("a", "b"): 0.33,
-    ("b", "<end>"): 0.95, ("b", "c"): 0.05,
-    ("c", "<end>"): 1.0,
-})
+TRAP = Chain(
+    {
+        ("<start>", "a"): 0.55,
+        ("<start>", "b"): 0.45,
+        ("a", "c"): 0.34,
+        ("a", "<end>"): 0.33,
+        ("a", "b"): 0.33,
+        ("b", "<end>"): 0.95,
+        ("b", "c"): 0.05,
+        ("c", "<end>"): 1.0,
+    }
+)
 FEATURES = np.zeros((2, 3, 2), np.float32)
 
 
@@ -55,8 +61,15 @@ def test_beam_finds_the_better_caption_that_greedy_misses():
 
 
 def test_stops_at_end_and_never_emits_pad_or_start():
-    chain = Chain({("<start>", "<pad>"): 0.5, ("<start>", "<start>"): 0.3,
-                   ("<start>", "c"): 0.2, ("c", "<end>"): 0.9, ("c", "c"): 0.1})
+    chain = Chain(
+        {
+            ("<start>", "<pad>"): 0.5,
+            ("<start>", "<start>"): 0.3,
+            ("<start>", "c"): 0.2,
+            ("c", "<end>"): 0.9,
+            ("c", "c"): 0.1,
+        }
+    )
     for width in (1, 2, 3):
         result = Decoder(chain, VOCABULARY)(FEATURES, width)[0]
         assert result["tokens"] == [WORDS.index("c")]
@@ -71,8 +84,9 @@ def test_maximum_length_caps_a_caption_without_end():
 
 def small_attention_model():
     keras.utils.set_random_seed(3)
-    cfg = types.SimpleNamespace(embedding_dim=8, units=16, attention_dim=8, dropout=0.0,
-                                attention_penalty=1.0)
+    cfg = types.SimpleNamespace(
+        embedding_dim=8, units=16, attention_dim=8, dropout=0.0, attention_penalty=1.0
+    )
     return models.build("attention", cfg, len(WORDS), (5, 4), np.zeros(4), np.ones(4))
 
 

@@ -15,7 +15,9 @@ def build_zips():
     images, text = io.BytesIO(), io.BytesIO()
     with zipfile.ZipFile(images, "w") as bundle:
         for i in range(3):
-            bundle.writestr(f"Flicker8k_Dataset/{i}.jpg", bytes(range(256)) * 400 * (i + 1))
+            bundle.writestr(
+                f"Flicker8k_Dataset/{i}.jpg", bytes(range(256)) * 400 * (i + 1)
+            )
         bundle.writestr("__MACOSX/._junk", b"junk")
     with zipfile.ZipFile(text, "w") as bundle:
         bundle.writestr(
@@ -23,8 +25,13 @@ def build_zips():
             "".join(f"{i}.jpg#{k}\tA thing {k} .\n" for i in range(3) for k in range(5)),
         )
         for split, file in data.SPLIT_FILES.items():
-            bundle.writestr(file, {"train": "0.jpg\n", "dev": "1.jpg\n", "test": "2.jpg\n"}[split])
-    return {"Flickr8k_Dataset.zip": images.getvalue(), "Flickr8k_text.zip": text.getvalue()}
+            bundle.writestr(
+                file, {"train": "0.jpg\n", "dev": "1.jpg\n", "test": "2.jpg\n"}[split]
+            )
+    return {
+        "Flickr8k_Dataset.zip": images.getvalue(),
+        "Flickr8k_text.zip": text.getvalue(),
+    }
 
 
 class Server:
@@ -76,9 +83,14 @@ def served():
 
 
 def checksums(zips):
-    targets = {"Flickr8k_Dataset.zip": "Flicker8k_Dataset", "Flickr8k_text.zip": "Flickr8k_text"}
-    return {name: (targets[name], "sha256:" + hashlib.sha256(body).hexdigest())
-            for name, body in zips.items()}
+    targets = {
+        "Flickr8k_Dataset.zip": "Flicker8k_Dataset",
+        "Flickr8k_text.zip": "Flickr8k_text",
+    }
+    return {
+        name: (targets[name], "sha256:" + hashlib.sha256(body).hexdigest())
+        for name, body in zips.items()
+    }
 
 
 def test_download_resumes_after_a_dropped_connection(served, tmp_path):
@@ -134,9 +146,24 @@ def test_broken_archive_never_looks_extracted(tmp_path):
 def test_cli_download_over_loopback_and_http_errors(served, tmp_path, capsys):
     server, zips = served
     # The real checksums do not match these test zips: a clear error and exit 2.
-    assert data.main(["download", "flickr8k", "--to", str(tmp_path),
-                      "--base-url", server.url]) == 2
+    assert (
+        data.main(
+            ["download", "flickr8k", "--to", str(tmp_path), "--base-url", server.url]
+        )
+        == 2
+    )
     assert "md5 is" in capsys.readouterr().err
-    assert data.main(["download", "flickr8k", "--to", str(tmp_path),
-                      "--base-url", server.url + "missing/nothing-"]) == 2
+    assert (
+        data.main(
+            [
+                "download",
+                "flickr8k",
+                "--to",
+                str(tmp_path),
+                "--base-url",
+                server.url + "missing/nothing-",
+            ]
+        )
+        == 2
+    )
     assert "HTTP 404" in capsys.readouterr().err

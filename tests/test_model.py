@@ -9,8 +9,9 @@ import pytest
 from helpers import model as models
 from helpers import train
 
-CFG = types.SimpleNamespace(embedding_dim=8, units=16, attention_dim=8, dropout=0.0,
-                            attention_penalty=1.0)
+CFG = types.SimpleNamespace(
+    embedding_dim=8, units=16, attention_dim=8, dropout=0.0, attention_penalty=1.0
+)
 VOCABULARY, GRID, DIM, TIME = 11, 4, 6, 7
 
 
@@ -18,8 +19,9 @@ def build(kind, penalty=1.0):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     cfg = types.SimpleNamespace(**{**vars(CFG), "attention_penalty": penalty})
-    return models.build(kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM),
-                        rng.uniform(0.5, 2, DIM))
+    return models.build(
+        kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM), rng.uniform(0.5, 2, DIM)
+    )
 
 
 def batch(seed=1):
@@ -53,11 +55,17 @@ def test_padding_never_contributes_to_the_loss():
     loss = train.masked_loss()
     base = float(loss(targets, logits, sample_weight=weights))
     noisy = logits.copy()
-    noisy[targets == 0] = np.random.default_rng(2).normal(size=noisy[targets == 0].shape) * 50
-    assert float(loss(targets, noisy, sample_weight=weights)) == pytest.approx(base, rel=1e-6)
+    noisy[targets == 0] = (
+        np.random.default_rng(2).normal(size=noisy[targets == 0].shape) * 50
+    )
+    assert float(loss(targets, noisy, sample_weight=weights)) == pytest.approx(
+        base, rel=1e-6
+    )
     real = logits.copy()
     real[0, 0, 3] += 10.0  # a real position: the loss must move
-    assert float(loss(targets, real, sample_weight=weights)) != pytest.approx(base, rel=1e-6)
+    assert float(loss(targets, real, sample_weight=weights)) != pytest.approx(
+        base, rel=1e-6
+    )
     # The value is the mean over real words only.
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
     picked = np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
@@ -91,7 +99,9 @@ def test_saved_model_reloads_with_identical_outputs(kind, tmp_path):
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="Unknown model kind"):
-        models.build("transformer", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM))
+        models.build(
+            "transformer", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM)
+        )
 
 
 @pytest.mark.parametrize("kind", ["attention", "merge"])
@@ -105,8 +115,13 @@ def test_mixed_precision_trains_and_decodes(kind):
         features, words = batch()
         model.compile(optimizer="adam", loss=train.masked_loss())
         targets = words[:, 1:]
-        model.fit((features, words[:, :-1]), targets, sample_weight=(targets != 0) * 1.0,
-                  epochs=1, verbose=0)
+        model.fit(
+            (features, words[:, :-1]),
+            targets,
+            sample_weight=(targets != 0) * 1.0,
+            epochs=1,
+            verbose=0,
+        )
         assert model((features, words)).dtype == "float32"
         tokens, scores, lengths, alphas = beam_search(model, features, 2, 4)
         assert tokens.shape == (3, 4) and np.isfinite(scores.numpy()).all()

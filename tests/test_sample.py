@@ -25,8 +25,12 @@ def test_sample_loads_through_the_real_layout_a_path(tmp_path):
     assert report["images"] == 80 and report["captions"] == 400
     assert report["splits"] == {"train": 59, "dev": 10, "test": 10}
     assert report["unsplit_images"] == 1
-    assert len(report["missing_images"]) == 1 and report["missing_images"][0].endswith(".jpg.1")
-    assert all(len(set(c)) == 5 for c in dataset.captions.values()), "five distinct captions"
+    assert len(report["missing_images"]) == 1 and report["missing_images"][0].endswith(
+        ".jpg.1"
+    )
+    assert all(len(set(c)) == 5 for c in dataset.captions.values()), (
+        "five distinct captions"
+    )
 
 
 def test_captions_describe_the_picture(tmp_path):

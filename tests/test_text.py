@@ -21,7 +21,10 @@ def test_encode_decode_and_padding():
     assert ids[0] == vocabulary.ids[START] and ids[-1] == vocabulary.ids[END]
     assert ids[2] == vocabulary.ids[UNK]
     assert vocabulary.decode(ids) == "a <unk> runs"
-    assert vocabulary.decode([vocabulary.ids[START], vocabulary.ids["dog"], 0, 2, 5]) == "dog"
+    assert (
+        vocabulary.decode([vocabulary.ids[START], vocabulary.ids["dog"], 0, 2, 5])
+        == "dog"
+    )
     batch = vocabulary.encode_batch(["a dog", "a dog sits on the grass and more words"])
     assert batch.shape == (2, vocabulary.max_length + 2) and batch.dtype == np.int32
     assert batch[0].tolist()[-3:] == [0, 0, 0]
@@ -38,6 +41,8 @@ def test_json_round_trip_is_exact(tmp_path):
     vocabulary = Vocabulary.fit(TRAIN, min_count=1)
     loaded = Vocabulary.load(vocabulary.save(tmp_path / "vocabulary.json"))
     assert loaded == vocabulary and loaded.ids == vocabulary.ids
-    (tmp_path / "bad.json").write_text('{"words": ["a"], "max_length": 1, "min_count": 1}')
+    (tmp_path / "bad.json").write_text(
+        '{"words": ["a"], "max_length": 1, "min_count": 1}'
+    )
     with pytest.raises(ValueError, match="not a vocabulary file"):
         Vocabulary.load(tmp_path / "bad.json")

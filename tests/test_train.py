@@ -8,16 +8,19 @@ from helpers import train
 from helpers.config import get_config
 from helpers.text import Vocabulary
 
-CFG = get_config("ci", embedding_dim=8, units=16, attention_dim=8, batch_size=8, epochs=3,
-                 patience=5)
+CFG = get_config(
+    "ci", embedding_dim=8, units=16, attention_dim=8, batch_size=8, epochs=3, patience=5
+)
 
 
 def tiny_corpus(images=24, grid=4, dim=6):
     rng = np.random.default_rng(0)
     names = [f"{i}.jpg" for i in range(images)]
     colours = ["red", "blue", "green"]
-    captions = {n: [f"a {colours[i % 3]} thing", f"one {colours[i % 3]} shape"]
-                for i, n in enumerate(names)}
+    captions = {
+        n: [f"a {colours[i % 3]} thing", f"one {colours[i % 3]} shape"]
+        for i, n in enumerate(names)
+    }
     features = rng.normal(size=(images, grid, dim)).astype(np.float16)
     features[:, :, 0] += np.array([i % 3 for i in range(images)])[:, None] * 3
     splits = {"train": names[:16], "dev": names[16:20], "test": names[20:]}
@@ -30,8 +33,9 @@ def test_caption_table_and_batches_never_copy_features_per_prefix():
     rows, tokens = train.caption_table(captions, splits["train"], vocabulary, names)
     assert rows.shape == (32,) and tokens.shape == (32, vocabulary.max_length + 2)
     assert rows[:2].tolist() == [0, 0], "one row per caption, pointing at its image"
-    (batch_features, inputs), targets, weights = next(iter(
-        train.make_dataset(features, rows, tokens, batch_size=5)))
+    (batch_features, inputs), targets, weights = next(
+        iter(train.make_dataset(features, rows, tokens, batch_size=5))
+    )
     assert batch_features.shape == (5, 4, 6) and batch_features.dtype == "float32"
     np.testing.assert_array_equal(batch_features[0], features[0].astype(np.float32))
     np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])
@@ -75,12 +79,40 @@ def test_interrupted_fit_resumes_where_it_stopped(kind, tmp_path):
 
 def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
     features, names, captions, splits, vocabulary = tiny_corpus(images=60)
-    cfg = get_config("ci", embedding_dim=16, units=32, attention_dim=16, batch_size=16,
-                     epochs=30, patience=30, learning_rate=1e-2, dropout=0.0)
-    real, log = train.train("attention", cfg, features, names, captions, splits, vocabulary,
-                            tmp_path / "real", verbose=0)
-    _, blind = train.train("attention", cfg, features, names, captions, splits, vocabulary,
-                           tmp_path / "blind", shuffle_features=True, verbose=0)
+    cfg = get_config(
+        "ci",
+        embedding_dim=16,
+        units=32,
+        attention_dim=16,
+        batch_size=16,
+        epochs=30,
+        patience=30,
+        learning_rate=1e-2,
+        dropout=0.0,
+    )
+    real, log = train.train(
+        "attention",
+        cfg,
+        features,
+        names,
+        captions,
+        splits,
+        vocabulary,
+        tmp_path / "real",
+        verbose=0,
+    )
+    _, blind = train.train(
+        "attention",
+        cfg,
+        features,
+        names,
+        captions,
+        splits,
+        vocabulary,
+        tmp_path / "blind",
+        shuffle_features=True,
+        verbose=0,
+    )
     assert log[-1]["loss"] < log[0]["loss"]
     # Colour is only in the features: the real model must beat the blind one on dev.
     assert min(r["val_loss"] for r in log) < min(r["val_loss"] for r in blind) - 0.1
