@@ -6,16 +6,22 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo test lint unit notebooks-stripped nbval flickr8k test-full
+.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m helpers.run --register-kernel
 	touch $(STAMP)
 
 demo: $(STAMP)
 	CAPTION_PROFILE=sample $(PY) -m helpers.run
+
+# JupyterLab on the notebooks, with the `captioning` kernel of .venv; CAPTION_PROFILE
+# (default sample) reaches the kernels.
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 test: lint unit notebooks-stripped nbval
 

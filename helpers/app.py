@@ -26,6 +26,7 @@ PAGE = """<!doctype html>
  body {{ font-family: sans-serif; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }}
  .caption {{ font-size: 1.4rem; margin: 1rem 0; }}
  .error {{ color: #b00020; font-weight: bold; }}
+ .note {{ background: #fff4ce; padding: 0.5rem; }}
  img {{ max-width: 100%; }}
 </style></head>
 <body>
@@ -40,6 +41,7 @@ PAGE = """<!doctype html>
  <button type="submit">Caption it</button>
 </form>
 <p><small>Model: {model}. Uploads up to {limit} MB.</small></p>
+{note}
 {result}
 </body></html>"""
 
@@ -56,9 +58,18 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
         f"+ {captioner.kind} decoder"
     )
 
+    note = (
+        f'<p class="note" id="note">{html.escape(captioner.note)}</p>'
+        if captioner.note
+        else ""
+    )
+
     def page(result: str = "", status: int = 200):
         body = PAGE.format(
-            model=html.escape(description), limit=f"{max_upload_mb:g}", result=result
+            model=html.escape(description),
+            note=note,
+            limit=f"{max_upload_mb:g}",
+            result=result,
         )
         return body, status, {"Content-Type": "text/html; charset=utf-8"}
 

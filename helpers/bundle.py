@@ -15,7 +15,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from helpers.config import Config, load_config
+from helpers.config import Config, data_description, load_config
 from helpers.io import write_json_atomic
 from helpers.text import Vocabulary
 
@@ -65,6 +65,7 @@ def save_bundle(
             "encoder": encoder_identity(feature_index),
             "vocabulary_sha256": _sha256(folder / "vocabulary.json"),
             "models": sorted(models),
+            "trained_on": data_description(cfg),
         },
     )
     return folder

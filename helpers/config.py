@@ -109,6 +109,50 @@ def get_config(profile: str | None = None, **overrides) -> Config:
     return dataclasses.replace(PRESETS[name], **overrides)
 
 
+def data_description(cfg: Config) -> str:
+    """What the profile's data is, in words: the generated sample or a real folder."""
+    if cfg.sample_images:
+        return (
+            f"the generated sample ({cfg.sample_images} pictures of coloured shapes "
+            f"in {cfg.data_dir})"
+        )
+    return f"the real dataset in {cfg.data_dir}"
+
+
+def describe(cfg: Config) -> str:
+    """What a run looks at: profile, data, encoder and weights, and how far to trust it."""
+    from helpers.features import ENCODERS
+
+    layer = ENCODERS[cfg.encoder][2] if cfg.encoder in ENCODERS else "?"
+    weights = {
+        None: f"random weights (He-normal, seed {cfg.seed})",
+        "imagenet": "ImageNet weights",
+    }.get(cfg.weights, f"the weights in {cfg.weights}")
+    lines = [
+        f"Profile {cfg.profile!r}: {data_description(cfg)}.",
+        f"Encoder: {cfg.encoder} {layer} at {cfg.image_size}x{cfg.image_size}, {weights}.",
+    ]
+    if cfg.sample_images or cfg.weights is None:
+        lines.append(
+            "Generated pictures or random encoder weights: the numbers here show that the "
+            "pipeline learns and compare our models with each other; they are NOT "
+            "comparable with Flickr8k results."
+        )
+    return "\n".join(lines)
+
+
+def sample_model_note(cfg: Config) -> str | None:
+    """A warning for models trained on the generated sample, else None."""
+    if not cfg.sample_images:
+        return None
+    return (
+        f"note: this model was trained on the generated sample (profile {cfg.profile!r}): "
+        "it only knows pictures of coloured shapes and will not describe photographs. "
+        "For a model of real photos, train one on Flickr8k with `make flickr8k` "
+        "(see the README)."
+    )
+
+
 def load_config(path: str | Path) -> Config:
     """Read a configuration saved by `Config.save`."""
     return Config(**json.loads(Path(path).read_text()))

@@ -326,6 +326,13 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
     )
 
 
+def load_profile_dataset(cfg) -> Dataset:
+    """The dataset a profile names: its folder, with the sample generated on first use."""
+    from helpers.sample import ensure_sample
+
+    return load_dataset(ensure_sample(cfg), seed=cfg.seed)
+
+
 def seeded_split(
     names: list[str], seed: int, fraction: float = 0.125
 ) -> dict[str, list[str]]:

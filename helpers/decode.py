@@ -171,3 +171,57 @@ class Decoder:
         position = {name: row for row, name in enumerate(feature_names)}
         rows = np.array([position[name] for name in names])
         return dict(zip(names, self(features[rows], beam_width)))
+
+
+def beam_trace(
+    model,
+    vocabulary: Vocabulary,
+    features,
+    beam_width: int = 3,
+    max_length: int | None = None,
+) -> list[list[dict]]:
+    """Beam search on one image in plain Python, keeping the beams of every step.
+
+    For teaching (notebook 05): the rules of `beam_search` (no <pad> or <start>, a
+    finished beam is carried unchanged, the final pick is the best score per word), so
+    `best_beam` of the last step is the compiled decoder's caption. Each step lists
+    the surviving beams, best first: {"words", "score" (sum of log-probabilities),
+    "finished"}.
+    """
+    end = vocabulary.ids[END]
+    max_length = max_length or vocabulary.max_length + 1
+    state = model.initial_state(tf.constant(np.asarray(features, np.float32)[None]))
+    beams = [([], 0.0, state)]  # (word ids, score, state after the last word)
+    steps = []
+    for _ in range(max_length):
+        candidates = []
+        for ids, score, state in beams:
+            if ids and ids[-1] == end:
+                candidates.append((ids, score, state))
+                continue
+            previous = ids[-1] if ids else vocabulary.ids[START]
+            logits, _, next_state = model.step(tf.constant([previous]), state)
+            log_probs = _log_probs(logits, model.vocabulary_size).numpy()[0]  # (vocab,)
+            for word in np.argsort(-log_probs)[:beam_width]:
+                candidates.append(
+                    (ids + [int(word)], score + float(log_probs[word]), next_state)
+                )
+        beams = sorted(candidates, key=lambda beam: -beam[1])[:beam_width]
+        steps.append(
+            [
+                {
+                    "words": [vocabulary.words[i] for i in ids],
+                    "score": score,
+                    "finished": ids[-1] == end,
+                }
+                for ids, score, _ in beams
+            ]
+        )
+        if all(ids[-1] == end for ids, _, _ in beams):
+            break
+    return steps
+
+
+def best_beam(beams: list[dict]) -> dict:
+    """The beam `beam_search` returns: the best score per word, <end> counted."""
+    return max(beams, key=lambda beam: beam["score"] / len(beam["words"]))

@@ -335,7 +335,8 @@ def load_features(folder: str | Path) -> tuple[np.ndarray, dict]:
     index = _read_json(folder / INDEX)
     if index is None or not (folder / FEATURES).exists():
         raise FileNotFoundError(
-            f"{folder}: no finished feature cache (run extraction first)"
+            f"{folder}: no finished feature cache; notebook 02 (02_features) or "
+            "`python -m helpers.features extract` writes it"
         )
     return np.load(folder / FEATURES, mmap_mode="r"), index
 

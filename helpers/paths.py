@@ -1,10 +1,12 @@
 """Project paths, anchored on this package so they never depend on the working directory."""
 
+import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data"
-ARTIFACTS = ROOT / "artifacts"
+# $CAPTION_ARTIFACTS moves every run's output elsewhere (tests use a temporary folder).
+ARTIFACTS = Path(os.environ.get("CAPTION_ARTIFACTS", ROOT / "artifacts"))
 NOTEBOOKS = ROOT / "notebooks"
 
 

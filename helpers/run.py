@@ -1,29 +1,171 @@
-"""Run the whole notebook series in order with papermill.
+"""Run the whole notebook series in order with papermill, and render it to read.
 
     CAPTION_PROFILE=sample python -m helpers.run [--only 01 02]
+    python -m helpers.run --register-kernel     # only register the Jupyter kernel
 
-Executed copies go to artifacts/<profile>/executed/; the profile comes from
-$CAPTION_PROFILE as in the notebooks themselves.
+Executed copies go to artifacts/<profile>/executed/, each also as a self-contained
+HTML file (images embedded), with artifacts/<profile>/index.html linking them beside
+the headline table. A notebook whose drawing cells show no image fails the run: a
+figure that is only saved to disk is a figure the reader never sees.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
+import inspect
+import json
+import re
 import sys
 import time
+from pathlib import Path
 
-from helpers.config import get_config
+from helpers import viz
+from helpers.config import Config, describe, get_config
+from helpers.io import write_text_atomic
 from helpers.paths import NOTEBOOKS, artifacts_dir
+
+KERNEL_NAME = "captioning"  # the kernelspec named in every notebook's metadata
+KERNEL_DISPLAY_NAME = "Python (captioning)"
+# viz functions that make a figure: a cell calling one must show an image.
+DRAWING = sorted(
+    name
+    for name, function in inspect.getmembers(viz, inspect.isfunction)
+    if "Figure" in str(function.__annotations__.get("return", "")) and name[0] != "_"
+)
+DRAWS = re.compile(r"\b(viz\.(" + "|".join(DRAWING) + r")|Explorer)\(")
+
+
+def ensure_kernel() -> str:
+    """Register this environment's Python as the `captioning` Jupyter kernel, once."""
+    from ipykernel.kernelspec import install
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
+        if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
+            return spec.resource_dir
+    except NoSuchKernel:
+        pass
+    return install(
+        kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=sys.prefix
+    )
+
+
+def image_outputs(cell: dict) -> int:
+    """How many PNG images a code cell shows."""
+    return sum(
+        "image/png" in output.get("data", {}) for output in cell.get("outputs", [])
+    )
+
+
+def cells_missing_figures(notebook: dict) -> list[int]:
+    """Indices of code cells that draw (call a figure helper) but show no image."""
+    return [
+        index
+        for index, cell in enumerate(notebook["cells"])
+        if cell["cell_type"] == "code"
+        and DRAWS.search("".join(cell["source"]))
+        and not image_outputs(cell)
+    ]
+
+
+def export_html(notebook_path: Path) -> Path:
+    """A self-contained HTML copy beside the executed notebook (images embedded)."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = nbformat.read(notebook_path, as_version=4)
+    # Widgets need a live kernel (and scripts from the internet). Without their saved
+    # state nbconvert falls back to the static picture in the same output.
+    notebook.metadata.pop("widgets", None)
+    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    body, _ = exporter.from_notebook_node(notebook)
+    return write_text_atomic(notebook_path.with_suffix(".html"), body)
+
+
+def write_index(cfg: Config, executed: list[Path]) -> Path:
+    """artifacts/<profile>/index.html: the rendered notebooks and the headline table."""
+    out = artifacts_dir(cfg)
+    items = "\n".join(
+        f'<li><a href="executed/{p.stem}.html">{html.escape(p.stem)}</a> '
+        f'(<a href="executed/{p.name}">notebook</a>)</li>'
+        for p in executed
+    )
+    table = "<p>No evaluation yet: run notebook 06.</p>"
+    evaluation = out / "evaluation.json"
+    if evaluation.exists():
+        content = json.loads(evaluation.read_text())
+        rows = {**content["table"], **content.get("published", {})}
+        columns = list(next(iter(content["table"].values())))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", *columns])
+        body = "".join(
+            f"<tr><td>{html.escape(run)}</td>"
+            + "".join(
+                f"<td>{values[c]:.3f}</td>" if c in values else "<td>n/a</td>"
+                for c in columns
+            )
+            + "</tr>"
+            for run, values in rows.items()
+        )
+        table = f"<table><tr>{head}</tr>{body}</table>"
+    figures = "".join(
+        f'<a href="figures/{p.name}"><img src="figures/{p.name}" alt="{p.stem}"></a>'
+        for p in sorted((out / "figures").glob("*.png"))
+    )
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Image captioning: {cfg.profile}</title>
+<style>
+ body {{ font-family: sans-serif; max-width: 64rem; margin: 2rem auto; padding: 0 1rem; }}
+ table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
+ td {{ text-align: right; }} td:first-child {{ text-align: left; }}
+ img {{ height: 160px; margin: 4px; border: 1px solid #ddd; }}
+</style></head><body>
+<h1>Image captioning, profile <code>{html.escape(cfg.profile)}</code></h1>
+<p>{html.escape(describe(cfg)).replace(chr(10), "<br>")}</p>
+<h2>The notebooks, executed</h2><ol>{items}</ol>
+<h2>Test split (notebook 06)</h2>{table}
+<h2>Figures</h2><p>{figures}</p>
+</body></html>
+"""
+    return write_text_atomic(out / "index.html", page)
+
+
+def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None) -> int:
+    """Execute one notebook with papermill, check it shows its figures, render HTML.
+
+    Returns the number of images it shows; raises RuntimeError naming the cells that
+    draw without showing.
+    """
+    import nbformat
+    import papermill
+
+    target = executed / notebook.name
+    papermill.execute_notebook(
+        notebook, target, parameters=parameters or {}, cwd=NOTEBOOKS, progress_bar=False
+    )
+    content = nbformat.read(target, as_version=4)
+    missing = cells_missing_figures(content)
+    if missing:
+        raise RuntimeError(
+            f"{target}: cells {missing} draw a figure but show no image in the notebook"
+        )
+    export_html(target)
+    return sum(image_outputs(cell) for cell in content["cells"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    import papermill
-
     parser = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__)
     parser.add_argument(
         "--only", nargs="*", default=None, help="notebook number prefixes"
     )
+    parser.add_argument(
+        "--register-kernel", action="store_true", help="only register the Jupyter kernel"
+    )
     args = parser.parse_args(argv)
+    print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
+    if args.register_kernel:
+        return 0
     cfg = get_config()
     executed = artifacts_dir(cfg) / "executed"
     executed.mkdir(exist_ok=True)
@@ -33,14 +175,14 @@ def main(argv: list[str] | None = None) -> int:
     if not notebooks:
         print(f"error: no notebooks to run in {NOTEBOOKS}", file=sys.stderr)
         return 2
+    print(describe(cfg))
     for notebook in notebooks:
         start = time.time()
         print(f"== {notebook.name} ({cfg.profile})", flush=True)
-        papermill.execute_notebook(
-            notebook, executed / notebook.name, cwd=NOTEBOOKS, progress_bar=False
-        )
-        print(f"   done in {time.time() - start:.0f} s -> {executed / notebook.name}")
-    print(f"Artifacts are in {artifacts_dir(cfg)}")
+        images = run_notebook(notebook, executed)
+        print(f"   {time.time() - start:.0f} s, {images} figures shown -> {executed}")
+    done = sorted(executed.glob("[0-9][0-9]_*.ipynb"))
+    print(f"Read the results: {write_index(cfg, done)}")
     return 0
 
 

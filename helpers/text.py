@@ -121,6 +121,10 @@ class Vocabulary:
 
     @classmethod
     def load(cls, path: str | Path) -> Vocabulary:
+        if not Path(path).exists():
+            raise FileNotFoundError(
+                f"{path}: no vocabulary; notebook 03 (03_tokenize) writes it"
+            )
         content = json.loads(Path(path).read_text())
         if tuple(content["words"][:4]) != SPECIAL:
             raise ValueError(f"{path}: not a vocabulary file (special tokens missing)")

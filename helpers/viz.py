@@ -1,58 +1,145 @@
-"""Figures shared by the notebooks."""
+"""Figures shared by the notebooks, the caption command and the web page.
+
+Every function returns a `matplotlib.figure.Figure` made without pyplot: pyplot keeps
+no reference to it, so nothing shows it behind the caller's back, nothing has to close
+it, and threads (the web page) can draw at once. A notebook shows a figure by making
+it the last expression of the cell (or with `display`); `save_figure` writes the PNG
+and hands the same figure back, so one line saves and shows.
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 import textwrap
 from pathlib import Path
 
-import matplotlib.pyplot as plt
-from PIL import Image
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageFilter, ImageOps
+
+
+@functools.cache
+def _enable_notebook_display() -> None:
+    """Let Jupyter draw pyplot-free figures inline.
+
+    The inline backend registers its PNG formatter only once pyplot has made a figure;
+    d2l calls the same function for the same reason. Outside IPython it does nothing.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    if get_ipython() is not None:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("png")
+
+
+def subplots(rows: int = 1, columns: int = 1, **kwargs) -> tuple[Figure, object]:
+    """Like `plt.subplots`, for a figure that only its caller shows."""
+    _enable_notebook_display()
+    figure = Figure(
+        figsize=kwargs.pop("figsize", None), layout=kwargs.pop("layout", None)
+    )
+    return figure, figure.subplots(rows, columns, **kwargs)
+
+
+def save_figure(figure: Figure, folder: Path, name: str) -> Figure:
+    """Save `figure` as `<folder>/figures/<name>.png` and return it, to be shown."""
+    save_figure_to(figure, Path(folder) / "figures" / f"{name}.png")
+    return figure
+
+
+def save_figure_to(figure: Figure, path: Path) -> Path:
+    """Save a figure as PNG at `path`, atomically."""
+    from helpers.io import write_bytes_atomic
+
+    return write_bytes_atomic(path, figure_png(figure))
+
+
+def figure_png(figure: Figure, dpi: int = 100) -> bytes:
+    """The figure as PNG bytes."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def open_picture(
+    picture: str | Path | Image.Image, size: int | None = None
+) -> Image.Image:
+    """An RGB picture as people see it (EXIF rotation applied), optionally resized."""
+    if isinstance(picture, Image.Image):
+        image = picture.convert("RGB")
+    else:
+        with Image.open(picture) as source:
+            image = ImageOps.exif_transpose(source).convert("RGB")
+    return image.resize((size, size)) if size else image
 
 
 def caption_grid(
     images: list[Path], captions: list[list[str]], columns: int = 3, width: int = 42
-):
-    """Each image above its captions (the first one in bold: e.g. the model's)."""
+) -> Figure:
+    """Each image above its captions (the first line is e.g. the model's)."""
     rows = -(-len(images) // columns)
-    figure, axes = plt.subplots(
-        rows, columns, figsize=(5 * columns, 6 * rows), squeeze=False
-    )
+    figure, axes = subplots(rows, columns, figsize=(5 * columns, 6 * rows), squeeze=False)
     for axis in axes.flat:
         axis.axis("off")
     for axis, path, lines in zip(axes.flat, images, captions):
-        with Image.open(path) as image:
-            axis.imshow(image.convert("RGB"))
+        axis.imshow(open_picture(path))
         text = "\n".join(textwrap.fill(line, width) for line in lines)
         axis.set_title(text, fontsize=8, loc="left")
     figure.tight_layout()
     return figure
 
 
-def save_figure(figure, folder: Path, name: str) -> Path:
-    """Save a figure as `<folder>/figures/<name>.png` and return the path."""
-    return save_figure_to(figure, Path(folder) / "figures" / f"{name}.png")
+def length_histogram(lengths: np.ndarray, max_length: int | None = None) -> Figure:
+    """Words per caption; a dashed line where captions are cut, if they are."""
+    lengths = np.asarray(lengths)
+    figure, axis = subplots(figsize=(6, 3))
+    axis.hist(lengths, bins=np.arange(lengths.max() + 2) - 0.5, color="tab:green")
+    if max_length is not None:
+        axis.axvline(
+            max_length + 0.5,
+            color="black",
+            linestyle="--",
+            label=f"max_length = {max_length}",
+        )
+        axis.legend()
+    axis.set_xlabel("words per training caption")
+    axis.set_ylabel("captions")
+    axis.set_title(
+        f"Caption length: median {np.median(lengths):.0f}, max {lengths.max()}"
+    )
+    figure.tight_layout()
+    return figure
 
 
-def save_figure_to(figure, path: Path) -> Path:
-    """Save a figure as PNG at `path`, atomically, and close it."""
-    from helpers.io import write_bytes_atomic
+def vocabulary_curve(
+    min_counts: list[int], sizes: list[int], coverage: dict[str, list[float]], chosen: int
+) -> Figure:
+    """Vocabulary size (left axis) and share of words known (right) per minimum count."""
+    figure, left = subplots(figsize=(6, 3))
+    left.plot(min_counts, sizes, "o-", color="tab:blue")
+    left.set_xlabel("minimum count in training captions")
+    left.set_ylabel("vocabulary size", color="tab:blue")
+    right = left.twinx()
+    for (label, shares), style in zip(coverage.items(), ("s--", "^:", "d-.")):
+        right.plot(min_counts, np.array(shares) * 100, style, label=label)
+    right.set_ylabel("% of words known", color="tab:red")
+    right.legend(loc="center right")
+    left.axvline(chosen, color="grey", linestyle=":")
+    left.set_title(f"Vocabulary against coverage (this profile uses {chosen})")
+    figure.tight_layout()
+    return figure
 
-    return write_bytes_atomic(path, figure_png(figure))
 
-
-def figure_png(figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes; the figure is closed."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(figure)
-    return buffer.getvalue()
-
-
-def loss_curves(logs: dict[str, list[dict]]):
+def loss_curves(logs: dict[str, list[dict]]) -> Figure:
     """Training and validation loss per epoch, one colour per run."""
-    figure, axis = plt.subplots(figsize=(7, 4))
-    for (name, rows), colour in zip(logs.items(), plt.cm.tab10.colors):
+    import matplotlib
+
+    figure, axis = subplots(figsize=(7, 4))
+    for (name, rows), colour in zip(logs.items(), matplotlib.colormaps["tab10"].colors):
         epochs = [row["epoch"] + 1 for row in rows]
         axis.plot(
             epochs,
@@ -75,12 +162,9 @@ def loss_curves(logs: dict[str, list[dict]]):
     return figure
 
 
-def attention_overlay(image: Image.Image, weights, size: int = 224):
-    """One word's attention (grid,) upsampled to the image, smoothed, as an RGBA-ready map."""
-    import numpy as np
-    from PIL import ImageFilter
-
-    side = int(round(len(weights) ** 0.5))
+def attention_overlay(image: Image.Image, weights, size: int = 224) -> np.ndarray:
+    """One word's attention (grid,) upsampled to the image and smoothed, in [0, 1]."""
+    side = round(len(weights) ** 0.5)
     grid = np.asarray(weights, np.float32).reshape(side, side)
     grid = (grid / max(grid.max(), 1e-8) * 255).astype(np.uint8)
     heat = Image.fromarray(grid).resize((size, size), Image.BICUBIC)
@@ -88,32 +172,56 @@ def attention_overlay(image: Image.Image, weights, size: int = 224):
     return np.asarray(heat, np.float32) / 255.0
 
 
-def attention_figure(picture, words: list[str], attention, columns: int = 5):
+def _draw_attention(
+    axis, image: Image.Image, weights, title: str, **title_kwargs
+) -> None:
+    axis.imshow(image)
+    axis.imshow(attention_overlay(image, weights), cmap="gray", alpha=0.6, vmin=0, vmax=1)
+    axis.set_title(title, **title_kwargs)
+    axis.axis("off")
+
+
+def attention_figure(picture, words: list[str], attention, columns: int = 5) -> Figure:
     """The picture (a path or a PIL image), then one panel per word: where it looked."""
-    source = picture if isinstance(picture, Image.Image) else Image.open(picture)
-    image = source.convert("RGB").resize((224, 224))
+    image = open_picture(picture, 224)
     panels = len(words) + 1
     rows = -(-panels // columns)
-    figure, axes = plt.subplots(
+    figure, axes = subplots(
         rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False
     )
     for axis in axes.flat:
         axis.axis("off")
     axes.flat[0].imshow(image)
-    axes.flat[0].set_title(" ".join(words), fontsize=8, wrap=True)
+    axes.flat[0].set_title(textwrap.fill(" ".join(words), 30), fontsize=8)
     for axis, word, weights in zip(axes.flat[1:], words, attention):
-        axis.imshow(image)
-        axis.imshow(
-            attention_overlay(image, weights), cmap="gray", alpha=0.6, vmin=0, vmax=1
-        )
-        axis.set_title(word, fontsize=10)
+        _draw_attention(axis, image, weights, word, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def attention_step(picture, words: list[str], attention, position: int) -> Figure:
+    """One step of a caption: the words so far, and where the model looked for word
+    `position` (what the explorer shows)."""
+    image = open_picture(picture, 224)
+    figure, (left, right) = subplots(1, 2, figsize=(8, 4.4))
+    left.imshow(image)
+    left.axis("off")
+    left.set_title("the picture")
+    shown = [
+        f"[{w}]" if i == position else w for i, w in enumerate(words[: position + 1])
+    ]
+    title = textwrap.fill(" ".join(shown), 40)
+    _draw_attention(right, image, attention[position], title, fontsize=11)
+    figure.suptitle(f"word {position + 1} of {len(words)}", fontsize=9)
     figure.tight_layout()
     return figure
 
 
 def bleu_by_length(
-    references: dict[str, list[str]], hypotheses: dict[str, str], edges=(0, 6, 9, 12, 100)
-):
+    references: dict[str, list[str]],
+    hypotheses: dict[str, str],
+    edges=(0, 6, 9, 12, 100),
+) -> Figure:
     """Corpus BLEU-4 of the images grouped by the length of their generated caption."""
     from helpers import metrics
 
@@ -128,7 +236,7 @@ def bleu_by_length(
                 )["bleu4"]
             )
             counts.append(len(group))
-    figure, axis = plt.subplots(figsize=(6, 3))
+    figure, axis = subplots(figsize=(6, 3))
     bars = axis.bar(labels, scores, color="tab:cyan")
     for bar, count in zip(bars, counts):
         axis.text(

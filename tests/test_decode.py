@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import model as models
-from helpers.decode import Decoder
+from helpers.decode import Decoder, beam_trace, best_beam
 from helpers.text import Vocabulary
 
 WORDS = ("<pad>", "<start>", "<end>", "<unk>", "a", "b", "c")
@@ -135,3 +135,19 @@ def test_beam_scores_match_a_rescoring_of_the_returned_caption():
         log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
         total = sum(log_probs[t, ids[t + 1]] for t in range(len(ids) - 1))
         assert result["score"] == pytest.approx(total / (len(ids) - 1), abs=1e-4)
+
+
+def test_beam_trace_shows_each_step_and_ends_where_the_decoder_does():
+    steps = beam_trace(TRAP, VOCABULARY, FEATURES[0], beam_width=2)
+    assert [b["words"] for b in steps[0]] == [["a"], ["b"]]
+    assert steps[0][0]["score"] == pytest.approx(np.log(0.55), abs=1e-5)
+    assert best_beam(steps[-1])["words"] == ["b", "<end>"]
+    model = small_attention_model()
+    features = np.random.default_rng(2).normal(size=(4, 5, 4)).astype("float32")
+    for result, image in zip(Decoder(model, VOCABULARY)(features, 3), features):
+        best = best_beam(beam_trace(model, VOCABULARY, image, beam_width=3)[-1])
+        words = [w for w in best["words"] if w != "<end>"]
+        assert words == [VOCABULARY.words[i] for i in result["tokens"]]
+        assert best["score"] / len(best["words"]) == pytest.approx(
+            result["score"], abs=1e-4
+        )

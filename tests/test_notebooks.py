@@ -1,0 +1,158 @@
+"""The series as a reader meets it: figures shown inline, prose before code, one kernel,
+parameters that reach the config, HTML copies, and notebooks 02-06 with ResNet-50."""
+
+import base64
+import datetime
+import json
+
+import nbclient
+import nbformat
+import pytest
+
+from helpers import paths, run
+
+SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
+    notebook = read(path)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            prose = [line for line in cell.source.splitlines() if line and line[0] != "#"]
+            assert prose, f"{path.name}: a bare heading {cell.source!r}"
+    assert notebook.metadata.kernelspec.name == run.KERNEL_NAME
+    (parameters,) = [
+        c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])
+    ]
+    assert "profile = None" in parameters.source and "overrides = {}" in parameters.source
+    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
+    assert "get_config(profile, **overrides)" in code and "print(describe(cfg))" in code
+
+
+def execute(cells: list[str], tmp_path):
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell(c) for c in cells]
+    )
+    nbclient.NotebookClient(
+        notebook, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    path = tmp_path / "executed.ipynb"
+    nbformat.write(notebook, path)
+    return notebook, path
+
+
+def test_a_saved_figure_shows_inline_in_a_real_kernel_and_the_check_sees_one_that_does_not(
+    tmp_path,
+):
+    notebook, path = execute(
+        [
+            "from helpers import viz\n"
+            "figure, axis = viz.subplots(figsize=(2, 2))\n"
+            "axis.plot([1, 3, 2])\n"
+            f"viz.save_figure(figure, {str(tmp_path)!r}, 'line')",
+            f"viz.save_figure(figure, {str(tmp_path)!r}, 'hidden');",  # `;` hides it
+            "print('no drawing here')",
+        ],
+        tmp_path,
+    )
+    assert [run.image_outputs(cell) for cell in notebook.cells] == [1, 0, 0]
+    assert (tmp_path / "figures" / "line.png").exists()
+    assert (tmp_path / "figures" / "hidden.png").exists()
+    assert run.cells_missing_figures(notebook) == [1]
+    html = run.export_html(path).read_text()
+    png = notebook.cells[0].outputs[0].data["image/png"]
+    assert f"data:image/png;base64,{png}" in html.replace("\n", "")
+    assert base64.b64decode(png)[:4] == b"\x89PNG"
+
+
+def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
+    from helpers.config import get_config
+
+    monkeypatch.setattr(paths, "ARTIFACTS", tmp_path)
+    cfg = get_config("ci")
+    out = paths.artifacts_dir(cfg)
+    (out / "evaluation.json").write_text(
+        json.dumps(
+            {
+                "table": {
+                    "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
+                },
+                "published": {"Show, Attend and Tell, soft (published)": [0.67, 0.195]},
+            }
+        )
+    )
+    page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
+    assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
+    assert "NOT comparable with Flickr8k" in page and "<td>n/a</td>" in page
+
+
+def uploaded(name: str, content: bytes) -> dict:
+    """A file as ipywidgets' FileUpload holds it."""
+    when = datetime.datetime.now(datetime.timezone.utc)
+    return {
+        "name": name,
+        "type": "",
+        "size": len(content),
+        "content": memoryview(content),
+        "last_modified": when,
+    }
+
+
+def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle):
+    from helpers.caption import Captioner
+    from helpers.explore import Explorer
+
+    folder, dataset = tiny_bundle
+    test = dataset.splits["test"]
+    explorer = Explorer(Captioner(folder), {n: dataset.image_paths[n] for n in test})
+    bundle = explorer._repr_mimebundle_()
+    assert {"image/png", "application/vnd.jupyter.widget-view+json"} <= set(bundle)
+    words = explorer.result["words"]
+    assert (
+        explorer.word.max == len(words) - 1
+        and explorer.result["text"] in bundle["text/plain"]
+    )
+    first = explorer.result
+    explorer.decoding.value = 1
+    greedy = explorer.result
+    assert greedy is not first and len(greedy["attention"]) == len(greedy["words"])
+    explorer.upload.value = (uploaded("notes.txt", b"not an image"),)
+    assert "not a readable image" in explorer.message.value and explorer.result is greedy
+    picture = dataset.image_paths[test[-1]].read_bytes()
+    explorer.upload.value = (uploaded("mine.jpg", picture),)
+    assert explorer.source == "mine.jpg" and explorer.result is not greedy
+    assert len(explorer.step_figure(0).axes) == 2
+
+
+def test_notebooks_02_to_06_run_with_resnet50(tmp_path, monkeypatch):
+    """The series is not tied to VGG16: a 2x2 grid of 2048 channels goes all the way."""
+    monkeypatch.setenv("CAPTION_ARTIFACTS", str(tmp_path / "artifacts"))
+    overrides = {
+        "encoder": "resnet50",
+        "image_size": 64,
+        "sample_images": 40,
+        "data_dir": str(tmp_path / "data"),
+        "epochs": 2,
+        "embedding_dim": 8,
+        "units": 16,
+        "attention_dim": 8,
+        "batch_size": 16,
+    }
+    executed = tmp_path / "executed"
+    executed.mkdir()
+    for notebook in SERIES[1:]:
+        run.run_notebook(notebook, executed, {"profile": "ci", "overrides": overrides})
+    index = json.loads(
+        (tmp_path / "artifacts" / "ci" / "features" / "features.json").read_text()
+    )
+    assert index["layer"] == "conv5_block3_out" and index["shape"][1:] == [4, 2048]
+    manifest = json.loads(
+        (tmp_path / "artifacts" / "ci" / "bundle" / "bundle.json").read_text()
+    )
+    assert manifest["encoder"]["encoder"] == "resnet50"
+    assert (executed / "06_evaluate.html").exists()
