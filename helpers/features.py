@@ -25,10 +25,12 @@ from PIL import Image, ImageOps  # noqa: E402
 
 from helpers.io import write_json_atomic  # noqa: E402
 
-# name -> (keras.applications class, preprocessing module, feature layer)
+# name -> (keras.applications class, preprocessing module, feature layer, cache dtype).
+# ResNet's residual sums grow past float16's 65504 with random weights (about 1e5 at
+# 224x224), so its cache is float32; VGG16's values fit float16, half the size.
 ENCODERS = {
-    "vgg16": ("VGG16", "vgg16", "block5_conv3"),
-    "resnet50": ("ResNet50", "resnet", "conv5_block3_out"),
+    "vgg16": ("VGG16", "vgg16", "block5_conv3", "float16"),
+    "resnet50": ("ResNet50", "resnet", "conv5_block3_out", "float32"),
 }
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # 89 Mpixels: larger images are skipped as bombs
 FEATURES, INDEX, PROGRESS = "features.npy", "features.json", "features.progress.json"
@@ -91,7 +93,7 @@ def build_encoder(
 
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-    class_name, _, layer = ENCODERS[name]
+    class_name, _, layer, _ = ENCODERS[name]
     application = getattr(keras.applications, class_name)
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: weights file not found")
@@ -279,6 +281,7 @@ def extract(
     if index and (out / FEATURES).exists() and _same(index, settings):
         return index  # A finished cache with the same settings.
     model = model or build_encoder(encoder, weights, image_size, seed)
+    dtype = ENCODERS[encoder][3]
     grid = model.output_shape[1] * model.output_shape[2]
     shape = (len(names), grid, model.output_shape[3])
     partial = out / (FEATURES + ".partial")
@@ -290,9 +293,7 @@ def extract(
     if not (state and partial.exists() and state["settings"] == fingerprint):
         for stale in (out / INDEX, out / FEATURES, out / PROGRESS, partial):
             stale.unlink(missing_ok=True)
-        array = np.lib.format.open_memmap(
-            partial, mode="w+", dtype=np.float16, shape=shape
-        )
+        array = np.lib.format.open_memmap(partial, mode="w+", dtype=dtype, shape=shape)
         del array
         state = {"settings": fingerprint, "done": 0, "skipped": {}}
         write_json_atomic(out / PROGRESS, state)
@@ -313,7 +314,15 @@ def extract(
             if error:
                 skipped[names[row + offset]] = error.decode()
                 features[offset] = 0
-        array[row : row + len(images)] = features.astype(np.float16)
+        features = features.astype(dtype)
+        finite = np.isfinite(features).reshape(len(images), -1).all(axis=1)
+        if not finite.all():
+            bad = [names[row + i] for i in np.flatnonzero(~finite)]
+            raise ValueError(
+                f"{out}: the {encoder} features of {bad[:3]} do not fit {dtype} "
+                "(inf or NaN); nothing non-finite is written to the cache"
+            )
+        array[row : row + len(images)] = features
         array.flush()
         row += len(images)
         write_json_atomic(
@@ -323,7 +332,7 @@ def extract(
     bar.close()
     del array
     partial.replace(out / FEATURES)
-    index = {**settings, "shape": list(shape), "dtype": "float16", "skipped": skipped}
+    index = {**settings, "shape": list(shape), "dtype": dtype, "skipped": skipped}
     write_json_atomic(out / INDEX, index)
     (out / PROGRESS).unlink()
     return index

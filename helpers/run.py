@@ -140,6 +140,7 @@ def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None)
     import nbformat
     import papermill
 
+    ensure_kernel()
     target = executed / notebook.name
     papermill.execute_notebook(
         notebook, target, parameters=parameters or {}, cwd=NOTEBOOKS, progress_bar=False

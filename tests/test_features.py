@@ -276,6 +276,26 @@ def test_resnet50_goes_through_the_same_interface(pictures, tmp_path):
         progress=False,
     )
     assert index["layer"] == "conv5_block3_out" and index["shape"] == [1, 4, 2048]
+    array, _ = features.load_features(tmp_path)
+    assert array.dtype == np.float32 and np.isfinite(array).all()  # past float16's range
+
+
+def test_features_that_do_not_fit_the_cache_dtype_are_refused(pictures, tmp_path):
+    import keras
+
+    inputs = keras.Input((SMALL, SMALL, 3))
+    huge = keras.Model(inputs, keras.layers.Rescaling(1e6)(inputs))  # far past 65504
+    with pytest.raises(ValueError, match=r"do not fit float16 \(inf or NaN\)"):
+        features.extract(
+            dict(list(pictures.items())[:2]),
+            tmp_path,
+            weights=None,
+            image_size=SMALL,
+            batch_size=2,
+            progress=False,
+            model=huge,
+        )
+    assert not (tmp_path / features.FEATURES).exists()
 
 
 @pytest.mark.parametrize(
