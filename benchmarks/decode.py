@@ -13,13 +13,11 @@ import os
 import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from helpers import bundle, features, paths  # noqa: E402
-from helpers.config import get_config  # noqa: E402
-from helpers.decode import Decoder  # noqa: E402
+from helpers import bundle, features, paths
+from helpers.config import get_config
+from helpers.decode import Decoder
 
 
 def seed_style_greedy(model, vocabulary, image_features, max_length):

@@ -14,11 +14,9 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
 
-import tensorflow as tf  # noqa: E402
-
-from helpers import features, sample  # noqa: E402
+from helpers import features, sample
 
 
 def main() -> None:

@@ -29,9 +29,6 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
 IMAGES, CAPTIONS, GRID, DIM, MAX_LENGTH, UNITS, BATCH = 6000, 30000, 196, 512, 38, 256, 64
 
 

@@ -59,36 +59,33 @@ class Config:
         return write_text_atomic(path, self.to_json() + "\n")
 
 
+_CI = Config(
+    profile="ci",
+    data_dir="data/sample-ci",
+    sample_images=400,
+    weights=None,
+    min_word_count=2,
+    embedding_dim=64,
+    units=128,
+    attention_dim=64,
+    batch_size=32,
+    epochs=20,
+    learning_rate=2e-3,
+    patience=4,
+)
 PRESETS: dict[str, Config] = {
     # CI and `make test`: a few hundred generated images, random VGG weights, CPU.
-    "ci": Config(
-        profile="ci",
-        data_dir="data/sample-ci",
-        sample_images=400,
-        weights=None,
-        min_word_count=2,
-        embedding_dim=64,
-        units=128,
-        attention_dim=64,
-        batch_size=32,
-        epochs=30,
-        learning_rate=2e-3,
-        patience=4,
-    ),
-    # `make demo`: more generated images, still CPU-sized.
-    "sample": Config(
+    "ci": _CI,
+    # `make demo`: more generated images and a larger decoder, still CPU-sized.
+    "sample": dataclasses.replace(
+        _CI,
         profile="sample",
         data_dir="data/sample",
         sample_images=800,
-        weights=None,
-        min_word_count=2,
+        epochs=30,
         embedding_dim=96,
         units=192,
         attention_dim=96,
-        batch_size=32,
-        epochs=30,
-        learning_rate=2e-3,
-        patience=4,
     ),
     # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
     "flickr8k": Config(profile="flickr8k", data_dir="data/flickr8k", sample_images=0),

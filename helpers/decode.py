@@ -8,14 +8,11 @@ exact `<end>` id and never emits `<pad>` or `<start>`.
 from __future__ import annotations
 
 import functools
-import os
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import numpy as np
+import tensorflow as tf
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from helpers.text import END, PAD, START, Vocabulary  # noqa: E402
+from helpers.text import END, PAD, START, Vocabulary
 
 NEG_INF = -1e9
 

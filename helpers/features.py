@@ -18,12 +18,10 @@ import re
 import sys
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import numpy as np
+from PIL import Image, ImageOps
 
-import numpy as np  # noqa: E402
-from PIL import Image, ImageOps  # noqa: E402
-
-from helpers.io import write_json_atomic  # noqa: E402
+from helpers.io import write_json_atomic
 
 # name -> (keras.applications class, preprocessing module, feature layer, cache dtype).
 # ResNet's residual sums grow past float16's 65504 with random weights (about 1e5 at

@@ -9,17 +9,14 @@ stopping, resume) is `helpers.train.fit`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from helpers import features, train  # noqa: E402
-from helpers.model import PACKAGE  # noqa: E402
+from helpers import features, train
+from helpers.model import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -36,6 +36,10 @@ def test_form_caption_and_attention(app):
     client = app.test_client()
     page = client.get("/")
     assert page.status_code == 200 and b'type="file"' in page.data
+    assert (
+        b'id="note"' in page.data
+        and b"only knows pictures of coloured shapes" in page.data
+    )
     answer = post(client, jpeg())
     assert answer.status_code == 200
     assert b'id="caption"' in answer.data and b"data:image/png;base64," in answer.data

@@ -54,6 +54,9 @@ def test_plain_output_and_attention_figures(tiny_bundle, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(f"{images[0]}: ")
+    # The bundle was trained on the generated sample: say so, on stderr only.
+    assert "only knows pictures of coloured shapes" in result.stderr
+    assert "make flickr8k" in result.stderr and "shapes" not in result.stdout
     for image in images:
         with Image.open(tmp_path / f"att_{image.stem}.png") as figure:
             assert figure.width > 200

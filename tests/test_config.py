@@ -34,6 +34,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "profile",
         "data_dir",
         "sample_images",
+        "image_size",
         "weights",
         "min_word_count",
         "embedding_dim",
@@ -75,3 +76,17 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
     assert json.loads(path.read_text()) == {"a": 1}
     assert oct(path.stat().st_mode & 0o777) == "0o644"
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_the_first_output_says_what_the_run_looks_at():
+    from helpers.config import describe, sample_model_note
+
+    sample = describe(get_config("sample"))
+    assert "generated sample (800 pictures" in sample and "random weights" in sample
+    assert "NOT comparable with Flickr8k" in sample and "block5_conv3" in sample
+    real = describe(get_config("flickr8k"))
+    assert "real dataset in data/flickr8k" in real and "ImageNet weights" in real
+    assert "NOT comparable" not in real
+    assert "resnet50 conv5_block3_out" in describe(get_config("ci", encoder="resnet50"))
+    assert "make flickr8k" in sample_model_note(get_config("ci"))
+    assert sample_model_note(get_config("flickr8k")) is None

@@ -93,7 +93,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
 
 def uploaded(name: str, content: bytes) -> dict:
     """A file as ipywidgets' FileUpload holds it."""
-    when = datetime.datetime.now(datetime.timezone.utc)
+    when = datetime.datetime.now(datetime.UTC)
     return {
         "name": name,
         "type": "",
@@ -135,9 +135,9 @@ def test_notebooks_02_to_06_run_with_resnet50(tmp_path, monkeypatch):
     overrides = {
         "encoder": "resnet50",
         "image_size": 64,
-        "sample_images": 40,
+        "sample_images": 24,
         "data_dir": str(tmp_path / "data"),
-        "epochs": 2,
+        "epochs": 1,
         "embedding_dim": 8,
         "units": 16,
         "attention_dim": 8,
