@@ -5,7 +5,8 @@ bundle/
   vocabulary.json                words <-> ids
   config.json                    the run's resolved config
   bundle.json                    the encoder (CNN, layer, input size, weights) whose
-                                 features the decoders read, and the vocabulary's hash
+                                 features the decoders read, the vocabulary's hash and
+                                 the data the decoders were trained on
 """
 
 from __future__ import annotations

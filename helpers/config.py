@@ -69,7 +69,7 @@ _CI = Config(
     units=128,
     attention_dim=64,
     batch_size=32,
-    epochs=20,
+    epochs=15,
     learning_rate=2e-3,
     patience=4,
 )

@@ -10,6 +10,7 @@ sides; CIDEr-D and ROUGE-L from pycocoevalcap; METEOR when Java is present.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import sys
@@ -108,10 +109,16 @@ def evaluate(
     if meteor is None:
         meteor = shutil.which("java") is not None
     if meteor:
-        from pycocoevalcap.meteor.meteor import Meteor
-
-        result["meteor"] = float(Meteor().compute_score(gts, res)[0])
+        result["meteor"] = float(_meteor().compute_score(gts, res)[0])
     return result
+
+
+@functools.cache
+def _meteor():
+    """One METEOR scorer per process: each one starts a Java VM (seconds)."""
+    from pycocoevalcap.meteor.meteor import Meteor
+
+    return Meteor()
 
 
 def cider_per_image(references: dict[str, list[str]], hypotheses: dict[str, str]):
