@@ -96,8 +96,12 @@ def write_index(cfg: Config, executed: list[Path]) -> Path:
     evaluation = out / "evaluation.json"
     if evaluation.exists():
         content = json.loads(evaluation.read_text())
-        rows = {**content["table"], **content.get("published", {})}
         columns = list(next(iter(content["table"].values())))
+        published = {  # published rows list BLEU-1..4 only
+            run: dict(zip(columns, values))
+            for run, values in content["published"].items()
+        }
+        rows = {**content["table"], **published}
         head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", *columns])
         body = "".join(
             f"<tr><td>{html.escape(run)}</td>"

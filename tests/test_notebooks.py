@@ -88,7 +88,9 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     )
     page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
     assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
-    assert "NOT comparable with Flickr8k" in page and "<td>n/a</td>" in page
+    assert "NOT comparable with Flickr8k" in page
+    published = page.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
+    assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in published
 
 
 def uploaded(name: str, content: bytes) -> dict:
