@@ -25,9 +25,7 @@ class Config:
     seed: int = 1234  # one seed for data generation, splits and training
     # Features
     encoder: str = "vgg16"  # a keras.applications model, see helpers/features.py
-    weights: str | None = (
-        "imagenet"  # "imagenet", a path to an .h5 file, or None (random)
-    )
+    weights: str | None = "imagenet"  # "imagenet", an .h5 file's path, or None (random)
     image_size: int = 224  # square input side in pixels; 224 gives a 14x14 grid
     feature_batch_size: int = 32  # images per forward pass of the encoder
     # Text

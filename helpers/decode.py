@@ -56,18 +56,14 @@ def beam_search(
     finished = tf.zeros((batch, k), tf.bool)
     words = tf.fill([batch * k], 1)  # <start>
     for t in tf.range(max_length):
-        logits, alpha, state = model.step(
-            words, state
-        )  # (batch * k, vocabulary), (.., grid)
+        # logits (batch * k, vocabulary), alpha (batch * k, grid)
+        logits, alpha, state = model.step(words, state)
         log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
         # A finished beam may only continue with <pad>, at no cost.
         pad_only = tf.one_hot(0, vocabulary_size, on_value=0.0, off_value=NEG_INF)
-        log_probs = tf.where(
-            finished[..., None], pad_only, log_probs
-        )  # (batch, k, vocab)
-        candidates = tf.reshape(
-            scores[..., None] + log_probs, (batch, -1)
-        )  # (batch, k * V)
+        log_probs = tf.where(finished[..., None], pad_only, log_probs)  # (batch, k, V)
+        candidates = scores[..., None] + log_probs  # (batch, k, V)
+        candidates = tf.reshape(candidates, (batch, -1))  # (batch, k * V)
         scores, flat = tf.math.top_k(candidates, k)  # (batch, k) each
         origin = flat // vocabulary_size  # which beam each survivor extends
         new_words = tf.cast(flat % vocabulary_size, tf.int32)  # (batch, k)
@@ -77,17 +73,12 @@ def beam_search(
         tokens = take(tokens) + new_words[..., None] * here
         step_alpha = tf.reshape(tf.cast(alpha, tf.float32), (batch, k, grid))
         alive = tf.cast(~was_finished, tf.float32)[..., None, None]
-        alphas = (
-            take(alphas)
-            + take(step_alpha)[:, :, None, :]
-            * tf.cast(here, tf.float32)[None, None, :, None]
-            * alive
-        )
+        at_t = tf.cast(here, tf.float32)[None, None, :, None]  # (1, 1, max_length, 1)
+        alphas = take(alphas) + take(step_alpha)[:, :, None, :] * at_t * alive
         lengths = take(lengths) + tf.cast(~was_finished, tf.int32)
         finished = was_finished | tf.equal(new_words, end_id)
-        flat_origin = tf.reshape(
-            origin + tf.range(batch)[:, None] * k, [-1]
-        )  # (batch * k,)
+        flat_origin = origin + tf.range(batch)[:, None] * k  # (batch, k): rows of state
+        flat_origin = tf.reshape(flat_origin, [-1])  # (batch * k,)
         # Only the recurrent state differs between an image's beams; the rest (its
         # features) is the same for all of them and needs no reordering.
         state = {

@@ -141,17 +141,13 @@ class AttentionCaptioner(Captioner):
 
     def step(self, words, state, training=False):
         alpha, context = self.attend(state)
-        context = (
-            self.gate(state["h"]) * context
-        )  # gating scalar beta, (batch, feature_dim)
+        context = self.gate(state["h"]) * context  # gate beta_t, (batch, feature_dim)
         embedded = self.embedding(words)  # (batch, embedding_dim)
         inputs = ops.concatenate([embedded, ops.cast(context, embedded.dtype)], axis=-1)
         h, (h, c) = self.cell(inputs, [state["h"], state["c"]], training=training)
         # Deep output: the word depends on the state, the context and the previous word.
         deep = ops.concatenate([h, ops.cast(context, h.dtype), embedded], axis=-1)
-        logits = self.output_layer(
-            self.dropout(deep, training=training)
-        )  # (batch, vocab)
+        logits = self.output_layer(self.dropout(deep, training=training))  # (batch, V)
         return logits, alpha, {**state, "h": h, "c": c}
 
     def add_attention_penalty(self, alphas, words):
@@ -165,9 +161,8 @@ class AttentionCaptioner(Captioner):
         """
         if not self.attention_penalty:
             return
-        mask = ops.cast(ops.not_equal(words, 0), alphas.dtype)[
-            ..., None
-        ]  # (batch, time, 1)
+        real = ops.not_equal(words, 0)  # (batch, time), False on padding
+        mask = ops.cast(real, alphas.dtype)[..., None]  # (batch, time, 1)
         coverage = ops.sum(alphas * mask, axis=1)  # (batch, grid)
         steps = ops.sum(mask, axis=1)  # (batch, 1)
         spread = ops.sum((steps / self.grid - coverage) ** 2, axis=-1)  # (batch,)
@@ -213,17 +208,15 @@ class MergeCaptioner(Captioner):
 
     def initial_state(self, features, training=False):
         pooled = ops.mean(self.normalize(features), axis=1)  # (batch, feature_dim)
-        image = self.image_dense(
-            self.image_dropout(pooled, training=training)
-        )  # (batch, units)
+        pooled = self.image_dropout(pooled, training=training)
+        image = self.image_dense(pooled)  # (batch, units)
         zeros = ops.zeros_like(image)
         no_attention = ops.zeros_like(features[:, :, 0])  # (batch, grid)
         return {"image": image, "h": zeros, "c": zeros, "no_attention": no_attention}
 
     def step(self, words, state, training=False):
-        embedded = self.word_dropout(
-            self.embedding(words), training=training
-        )  # (batch, emb)
+        embedded = self.embedding(words)  # (batch, embedding_dim)
+        embedded = self.word_dropout(embedded, training=training)
         h, (h, c) = self.cell(embedded, [state["h"], state["c"]], training=training)
         merged = self.decoder_dense(ops.add(state["image"], h))  # (batch, units)
         logits = self.output_layer(merged)  # (batch, vocabulary)
