@@ -141,20 +141,12 @@ def loss_curves(logs: dict[str, list[dict]]) -> Figure:
     figure, axis = subplots(figsize=(7, 4))
     for (name, rows), colour in zip(logs.items(), matplotlib.colormaps["tab10"].colors):
         epochs = [row["epoch"] + 1 for row in rows]
-        axis.plot(
-            epochs,
-            [row["loss"] for row in rows],
-            "-",
-            color=colour,
-            label=f"{name} train",
-        )
-        axis.plot(
-            epochs,
-            [row["val_loss"] for row in rows],
-            "--",
-            color=colour,
-            label=f"{name} validation",
-        )
+        for key, style, split in (
+            ("loss", "-", "train"),
+            ("val_loss", "--", "validation"),
+        ):
+            values = [row[key] for row in rows]
+            axis.plot(epochs, values, style, color=colour, label=f"{name} {split}")
     axis.set_xlabel("epoch")
     axis.set_ylabel("loss (cross-entropy per word + penalty)")
     axis.legend(fontsize=8)
