@@ -11,19 +11,15 @@ import argparse
 import collections
 import csv
 import dataclasses
-import hashlib
-import http.client
 import io
 import json
 import random
 import re
-import shutil
 import sys
-import urllib.error
-import urllib.request
-import zipfile
 from pathlib import Path
 
+from helpers import download
+from helpers.io import read_json
 from helpers.text import normalize_caption
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -86,19 +82,24 @@ class Dataset:
 # ---------------------------------------------------------------- readers
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file (a leading BOM dropped); ValueError naming the file and line."""
+    raw = Path(path).read_bytes()
+    try:
+        text = raw.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
+    if "\ufeff" in text:  # Files joined with `cat` keep the second one's BOM.
+        line = text[: text.index("\ufeff")].count("\n") + 1
+        raise ValueError(f"{path}:{line}: a byte-order mark inside the file")
+    return text
+
+
 def read_lines(path: Path):
     """Yield (line number, text) with BOM, CRLF and surrounding blanks removed."""
-    for number, raw in enumerate(Path(path).read_bytes().splitlines(), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as error:
-            raise ValueError(
-                f"{path}:{number}: not valid UTF-8 ({error.reason})"
-            ) from None
-        if number == 1:
-            text = text.removeprefix("\ufeff")
-        text = text.strip()
-        if text:
+    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
+        if text := line.strip():
             yield number, text
 
 
@@ -127,20 +128,51 @@ def read_token_file(path: Path, notes: list[str]) -> dict[str, list[str]]:
     return dict(captions)
 
 
-def read_kaggle_csv(path: Path) -> dict[str, list[str]]:
-    """Parse the Kaggle Flickr8k `captions.txt`: a real CSV with header image,caption."""
-    text = "\n".join(line for _, line in read_lines(path))
-    reader = csv.reader(io.StringIO(text))
-    header = next(reader, None)
-    if header != ["image", "caption"]:
-        raise ValueError(f"{path}:1: expected the header 'image,caption', got {header}")
+def read_kaggle_csv(path: Path, notes: list[str]) -> dict[str, list[str]]:
+    """Parse the Kaggle Flickr8k `captions.txt`: a real CSV with header image,caption.
+
+    A row must sit on one line: a quote left open would otherwise swallow the rest
+    of the file into one caption. Repeated rows are kept once and reported.
+    """
+    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
     captions: dict[str, list[str]] = collections.defaultdict(list)
-    for row in reader:
-        if len(row) != 2 or not row[0].strip() or not row[1].strip():
-            raise ValueError(
-                f"{path}:{reader.line_num}: expected 'image,caption', got {row}"
-            )
-        captions[row[0].strip()].append(row[1].strip())
+    first_line: dict[tuple[str, str], int] = {}
+    duplicates, header = [], None
+    line = 1  # where the next row starts
+    try:
+        for row in reader:
+            number, line = line, reader.line_num + 1
+            if reader.line_num > number:
+                raise ValueError(
+                    f"{path}:{number}: this row runs on to line {reader.line_num} "
+                    "(a quote that is never closed?)"
+                )
+            row = [field.strip() for field in row]
+            if not any(row):
+                continue
+            if header is None:
+                header = row
+                if header != ["image", "caption"]:
+                    raise ValueError(
+                        f"{path}:{number}: expected the header 'image,caption', got {row}"
+                    )
+                continue
+            if len(row) != 2 or not all(row):
+                raise ValueError(f"{path}:{number}: expected 'image,caption', got {row}")
+            if tuple(row) in first_line:
+                duplicates.append(f"{row[0]} (lines {first_line[tuple(row)]}, {number})")
+                continue
+            first_line[tuple(row)] = number
+            captions[row[0]].append(row[1])
+    except csv.Error as error:
+        raise ValueError(
+            f"{path}:{line}: {error} (a quote that is never closed?)"
+        ) from None
+    if duplicates:
+        notes.append(
+            f"{path.name}: {len(duplicates)} repeated row(s), kept the first of each: "
+            + ", ".join(duplicates[:5])
+        )
     return dict(captions)
 
 
@@ -171,41 +203,56 @@ def read_coco(paths: list[Path]) -> dict[str, list[str]]:
     """Parse COCO `captions_*.json` files into file name -> captions."""
     captions: dict[str, list[str]] = collections.defaultdict(list)
     for path in paths:
-        content = _read_json(path)
-        names = {image["id"]: image["file_name"] for image in content["images"]}
-        for annotation in content["annotations"]:
-            if annotation["image_id"] not in names:
-                raise ValueError(
-                    f"{path}: annotation {annotation.get('id')} names no image"
-                )
-            captions[names[annotation["image_id"]]].append(annotation["caption"].strip())
+        images, annotations = _fields(
+            read_json(path), str(path), images=list, annotations=list
+        )
+        names = dict(
+            _fields(image, f"{path}: images[{i}]", id=int, file_name=str)
+            for i, image in enumerate(images)
+        )
+        for i, annotation in enumerate(annotations):
+            where = f"{path}: annotations[{i}]"
+            image_id, caption = _fields(annotation, where, image_id=int, caption=str)
+            if image_id not in names:
+                raise ValueError(f"{where}: image_id {image_id} names no image")
+            captions[names[image_id]].append(caption.strip())
     return dict(captions)
 
 
 def read_karpathy(path: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """Parse a Karpathy `dataset_*.json` into (captions, splits)."""
-    content = _read_json(path)
+    (images,) = _fields(read_json(path), str(path), images=list)
     captions, splits = {}, collections.defaultdict(list)
-    for number, image in enumerate(content["images"]):
-        if image["split"] not in KARPATHY_SPLITS:
-            raise ValueError(
-                f"{path}: image {number} has unknown split {image['split']!r}"
-            )
-        captions[image["filename"]] = [s["raw"].strip() for s in image["sentences"]]
-        splits[KARPATHY_SPLITS[image["split"]]].append(image["filename"])
+    for i, image in enumerate(images):
+        where = f"{path}: images[{i}]"
+        split, name, sentences = _fields(
+            image, where, split=str, filename=str, sentences=list
+        )
+        if split not in KARPATHY_SPLITS:
+            raise ValueError(f"{where}: unknown split {split!r}")
+        captions[name] = [
+            _fields(sentence, f"{where}.sentences[{k}]", raw=str)[0].strip()
+            for k, sentence in enumerate(sentences)
+        ]
+        splits[KARPATHY_SPLITS[split]].append(name)
     return captions, dict(splits)
+
+
+def _fields(item, where: str, **types) -> list:
+    """The named fields of a JSON object, each checked for presence and type."""
+    if not isinstance(item, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    for key, kind in types.items():
+        if not isinstance(item.get(key), kind):
+            raise ValueError(
+                f"{where}: needs {key!r} as {kind.__name__}, got {item.get(key)!r:.60}"
+            )
+    return [item[key] for key in types]
 
 
 def read_split_file(path: Path) -> list[str]:
     """One image name per line."""
     return [text for _, text in read_lines(path)]
-
-
-def _read_json(path: Path):
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
 
 
 # ---------------------------------------------------------------- layouts
@@ -239,49 +286,82 @@ def _image_files(root: Path, layout: str) -> dict[str, Path]:
     }
 
 
-def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
-    """Detect the layout under `root`, parse it and report every quirk."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: no such folder")
-    notes: list[str] = []
+def read_captions(root: Path, notes: list[str]):
+    """(layout, captions, split lists, split source) of the caption files under `root`.
+
+    The split lists are the official Flickr8k ones or a Karpathy file's, else empty.
+    """
     karpathy = _find(
         root, "dataset_flickr8k.json", "dataset_flickr30k.json", "dataset_coco.json"
     )
+    from_karpathy = read_karpathy(karpathy) if karpathy else ({}, {})
     split_lists: dict[str, list[str]] = {}
     split_source = ""
-
-    if token := _find(root, "Flickr8k.token.txt"):
-        layout, captions = "flickr8k-original", read_token_file(token, notes)
-        split_paths = {name: token.parent / file for name, file in SPLIT_FILES.items()}
+    if source := _find(root, "Flickr8k.token.txt"):
+        layout, captions = "flickr8k-original", read_token_file(source, notes)
+        split_paths = {name: source.parent / file for name, file in SPLIT_FILES.items()}
         if all(path.exists() for path in split_paths.values()):
             split_lists = {
                 name: read_split_file(path) for name, path in split_paths.items()
             }
-            split_source = f"official lists in {token.parent.name}/"
-    elif kaggle := _find(root, "captions.txt"):
-        layout, captions = "flickr8k-kaggle", read_kaggle_csv(kaggle)
-    elif token := _find(root, "results_20130124.token"):
-        layout, captions = "flickr30k", read_token_file(token, notes)
-    elif results := _find(root, "results.csv"):
-        layout, captions = "flickr30k-kaggle", read_flickr30k_csv(results, notes)
+            split_source = f"official lists in {source.parent.name}/"
+    elif source := _find(root, "captions.txt"):
+        layout, captions = "flickr8k-kaggle", read_kaggle_csv(source, notes)
+    elif source := _find(root, "results_20130124.token"):
+        layout, captions = "flickr30k", read_token_file(source, notes)
+    elif source := _find(root, "results.csv"):
+        layout, captions = "flickr30k-kaggle", read_flickr30k_csv(source, notes)
     elif coco := sorted(root.glob("annotations/captions_*2014.json")):
-        layout, captions = "coco2014", read_coco(coco)
-    elif karpathy:
-        layout, captions = f"karpathy-{karpathy.stem.removeprefix('dataset_')}", {}
-        captions = read_karpathy(karpathy)[0]
+        source, layout, captions = coco[0].parent, "coco2014", read_coco(coco)
+    elif source := karpathy:
+        layout = f"karpathy-{karpathy.stem.removeprefix('dataset_')}"
+        captions = from_karpathy[0]
     else:
         raise ValueError(
             f"{root}: no known caption file (Flickr8k.token.txt, captions.txt, "
             "results_20130124.token, results.csv, annotations/captions_*2014.json "
             "or dataset_*.json)"
         )
+    if not captions:
+        raise ValueError(f"{source}: holds no captions")
     if not split_lists and karpathy:
-        split_lists, split_source = (
-            read_karpathy(karpathy)[1],
-            f"Karpathy {karpathy.name}",
-        )
+        split_lists, split_source = from_karpathy[1], f"Karpathy {karpathy.name}"
+    return layout, captions, split_lists, split_source
 
+
+def reconcile_splits(
+    split_lists: dict[str, list[str]],
+    split_source: str,
+    usable: list[str],
+    seed: int,
+    notes: list[str],
+) -> tuple[dict[str, list[str]], str]:
+    """(splits, source): the given lists cut to usable images, or a seeded split."""
+    if not split_lists:
+        return seeded_split(usable, seed), f"seeded split by image (seed {seed})"
+    _check_disjoint(split_lists, split_source)
+    splits = {}
+    for name, names in split_lists.items():
+        unknown = sorted(set(names) - set(usable))
+        if unknown:
+            notes.append(
+                f"{split_source}: {len(unknown)} {name} name(s) without a usable image: "
+                f"{unknown[:5]}"
+            )
+        splits[name] = sorted(set(names) & set(usable))
+    for name in ("train", "dev", "test"):
+        if not splits.setdefault(name, []):
+            notes.append(f"{split_source}: the {name} split is empty")
+    return splits, split_source
+
+
+def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
+    """Detect the layout under `root`, parse it and report every quirk."""
+    root = Path(root).expanduser().resolve()
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder")
+    notes: list[str] = []
+    layout, captions, split_lists, split_source = read_captions(root, notes)
     files = _image_files(root, layout)
     missing = sorted(set(captions) - set(files))
     without = sorted(set(files) - set(captions))
@@ -290,24 +370,9 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
         notes.append(f"{len(missing)} image(s) with captions but no file: {missing[:5]}")
     if without:
         notes.append(f"{len(without)} image file(s) without captions: {without[:5]}")
-
-    if split_lists:
-        _check_disjoint(split_lists, split_source)
-        splits = {}
-        for name, names in split_lists.items():
-            unknown = sorted(set(names) - set(usable))
-            if unknown:
-                notes.append(
-                    f"{split_source}: {len(unknown)} {name} name(s) without a usable image: "
-                    f"{unknown[:5]}"
-                )
-            splits[name] = sorted(set(names) & set(usable))
-        for name in ("train", "dev", "test"):
-            if not splits.setdefault(name, []):
-                notes.append(f"{split_source}: the {name} split is empty")
-    else:
-        splits = seeded_split(sorted(usable), seed)
-        split_source = f"seeded split by image (seed {seed})"
+    splits, split_source = reconcile_splits(
+        split_lists, split_source, list(usable), seed, notes
+    )
     in_a_split = {name for names in splits.values() for name in names}
     unsplit = sorted(set(usable) - in_a_split)
     if unsplit:
@@ -359,120 +424,6 @@ def _check_disjoint(splits: dict[str, list[str]], source: str) -> None:
                 )
 
 
-# ---------------------------------------------------------------- download
-
-FLICKR8K_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/"
-# Checksums of the release files as published by the mlverse/torchvision R package.
-FLICKR8K_FILES = {
-    "Flickr8k_Dataset.zip": ("Flicker8k_Dataset", "md5:f18a1e2920de5bd84dae7cf08ec78978"),
-    "Flickr8k_text.zip": ("Flickr8k_text", "md5:bf6c1abcb8e4a833b7f922104de18627"),
-}
-
-
-def file_checksum(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in chunks."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def download_file(url: str, destination: Path, checksum: str, retries: int = 3) -> Path:
-    """Download with resume (HTTP Range) into `<destination>.part`, verify, rename.
-
-    `checksum` is "sha256:<hex>" or "md5:<hex>". A partial file survives an
-    interruption and the next call continues it; a corrupt file is deleted.
-    """
-    from tqdm.auto import tqdm
-
-    algorithm, expected = checksum.split(":", 1)
-    destination = Path(destination)
-    if destination.exists():
-        return destination
-    partial = destination.with_name(destination.name + ".part")
-    for attempt in range(retries + 1):
-        offset = partial.stat().st_size if partial.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"})
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                if response.status != 206:  # The server ignored the range: start over.
-                    offset = 0
-                total = offset + int(response.headers.get("Content-Length", 0))
-                with (
-                    open(partial, "ab" if offset else "wb") as file,
-                    tqdm(
-                        total=total,
-                        initial=offset,
-                        unit="B",
-                        unit_scale=True,
-                        desc=destination.name,
-                    ) as bar,
-                ):
-                    while chunk := response.read(1 << 16):
-                        file.write(chunk)
-                        bar.update(len(chunk))
-            if partial.stat().st_size < total:
-                raise http.client.IncompleteRead(b"", total - partial.stat().st_size)
-            break
-        except urllib.error.HTTPError as error:
-            if error.code == 416:  # Range beyond the end: the part file is complete.
-                break
-            raise RuntimeError(f"{url}: HTTP {error.code} {error.reason}") from None
-        except (OSError, http.client.HTTPException) as error:
-            if attempt == retries:
-                raise RuntimeError(
-                    f"{url}: download interrupted ({error!r}); {partial} keeps the "
-                    f"{partial.stat().st_size if partial.exists() else 0} bytes received, "
-                    "run the same command again to resume"
-                ) from None
-    actual = file_checksum(partial, algorithm)
-    if actual != expected:
-        partial.unlink()
-        raise ValueError(
-            f"{destination.name}: {algorithm} is {actual}, expected {expected}; the corrupt "
-            "download was deleted, run the command again"
-        )
-    partial.replace(destination)
-    return destination
-
-
-def extract_zip(archive: Path, target: Path) -> Path:
-    """Extract `archive` so that `target` appears complete or not at all."""
-    if target.exists():
-        return target
-    staging = target.with_name(f".{target.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with zipfile.ZipFile(archive) as bundle:
-            broken = bundle.testzip()
-            if broken:
-                raise ValueError(f"{archive}: member {broken} is corrupt")
-            bundle.extractall(staging)
-        shutil.rmtree(staging / "__MACOSX", ignore_errors=True)
-        entries = list(staging.iterdir())
-        # An archive holding one folder gives that folder; loose files go into target.
-        source = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
-        source.replace(target)
-    except zipfile.BadZipFile as error:
-        raise ValueError(f"{archive}: not a valid zip file ({error})") from None
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
-
-
-def download_flickr8k(
-    to: str | Path, base_url: str = FLICKR8K_URL, files: dict | None = None
-) -> Path:
-    """Download and extract Flickr8k (Layout A) into `<to>/flickr8k/`."""
-    folder = Path(to) / "flickr8k"
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, (target, checksum) in (files or FLICKR8K_FILES).items():
-        archive = download_file(base_url + name, folder / name, checksum)
-        extract_zip(archive, folder / target)
-    return folder
-
-
 # ---------------------------------------------------------------- command line
 
 
@@ -497,17 +448,20 @@ def main(argv: list[str] | None = None) -> int:
     inspect = commands.add_parser("inspect", help="count images, captions and quirks")
     inspect.add_argument("data_dir", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
-    download = commands.add_parser("download", help="download and extract a dataset")
-    download.add_argument("dataset", choices=["flickr8k"])
-    download.add_argument("--to", type=Path, default=Path("data"), help="parent folder")
-    download.add_argument("--base-url", default=FLICKR8K_URL, help=argparse.SUPPRESS)
+    fetch = commands.add_parser("download", help="download and extract a dataset")
+    fetch.add_argument("dataset", choices=["flickr8k"])
+    fetch.add_argument("--to", type=Path, default=Path("data"), help="parent folder")
+    fetch.add_argument(
+        "--base-url", default=download.FLICKR8K_URL, help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
             report = load_dataset(args.data_dir).report()
             print(json.dumps(report, indent=2) if args.json else summary(report))
         else:
-            print(f"Flickr8k is in {download_flickr8k(args.to, args.base_url)}")
+            folder = download.download_flickr8k(args.to, args.base_url)
+            print(f"Flickr8k is in {folder}")
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -37,8 +37,9 @@ def write_json_atomic(path: str | Path, obj) -> Path:
 
 
 def read_json(path: str | Path):
-    """Parse a JSON file; ValueError naming the file if it is not valid JSON."""
+    """Parse a JSON file (a BOM is allowed); ValueError naming the file and line if bad."""
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: not valid JSON ({error})") from None
+        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        line = getattr(error, "lineno", 1)
+        raise ValueError(f"{path}:{line}: not valid JSON ({error})") from None

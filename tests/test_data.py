@@ -124,6 +124,76 @@ def test_kaggle_bad_row_names_the_line(tmp_path):
         data.load_dataset(tmp_path)
 
 
+def kaggle(tmp_path, text: str):
+    touch_images(tmp_path / "Images", ["a.jpg", "b.jpg", "c.jpg"])
+    (tmp_path / "captions.txt").write_text(text)
+    return tmp_path
+
+
+def test_kaggle_unclosed_quote_is_an_error_at_its_line(tmp_path):
+    root = kaggle(
+        tmp_path, 'image,caption\na.jpg,fine\nb.jpg,"runs on\nc.jpg,lost\nc.jpg,x\n'
+    )
+    with pytest.raises(ValueError, match=r"captions\.txt:3: .*quote"):
+        data.load_dataset(root)
+
+
+def test_kaggle_line_numbers_count_blank_lines(tmp_path):
+    root = kaggle(tmp_path, "image,caption\n\n\na.jpg,fine\n\nb.jpg\n")
+    with pytest.raises(ValueError, match=r"captions\.txt:6: expected"):
+        data.load_dataset(root)
+
+
+def test_kaggle_repeated_rows_are_kept_once_and_reported(tmp_path):
+    rows = "image,caption\na.jpg,A dog .\nb.jpg,A cat .\na.jpg,A dog .\n"
+    dataset = data.load_dataset(kaggle(tmp_path, rows))
+    assert dataset.captions["a.jpg"] == ["A dog ."]
+    assert any("1 repeated row" in note and "2, 4" in note for note in dataset.notes)
+
+
+@pytest.mark.parametrize(
+    "text", ["", "image,caption\n", "\n\n"], ids=["empty", "header", "blank"]
+)
+def test_a_caption_file_without_captions_is_an_error(tmp_path, text):
+    with pytest.raises(ValueError, match=r"captions\.txt.*(no captions|header)"):
+        data.load_dataset(kaggle(tmp_path, text))
+
+
+def test_a_byte_order_mark_inside_a_file_names_its_line(tmp_path):
+    token = five("a.jpg") + "\ufeff" + five("b.jpg")  # two files joined with cat
+    root = write_layout_a(tmp_path, token.encode(), ["a.jpg", "b.jpg"])
+    with pytest.raises(ValueError, match=r"Flickr8k\.token\.txt:6: a byte-order mark"):
+        data.load_dataset(root)
+
+
+@pytest.mark.parametrize(
+    "content, where",
+    [
+        ({"images": [{"filename": "a.jpg", "sentences": []}]}, r"images\[0\].*'split'"),
+        ({"pictures": []}, r"needs 'images'"),
+        (
+            {"images": [{"filename": "a.jpg", "split": "test", "sentences": [{}]}]},
+            r"images\[0\]\.sentences\[0\].*'raw'",
+        ),
+        ([1, 2], r"expected a JSON object"),
+    ],
+)
+def test_karpathy_file_with_missing_keys_names_the_entry(tmp_path, content, where):
+    touch_images(tmp_path / "Images", ["a.jpg"])
+    (tmp_path / "dataset_flickr8k.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"dataset_flickr8k\.json: " + where):
+        data.load_dataset(tmp_path)
+
+
+def test_coco_file_with_missing_keys_names_the_entry(tmp_path):
+    touch_images(tmp_path / "train2014", ["x.jpg"])
+    (tmp_path / "annotations").mkdir()
+    content = {"images": [{"id": 1, "file_name": "x.jpg"}], "annotations": [{"id": 3}]}
+    (tmp_path / "annotations" / "captions_train2014.json").write_text(json.dumps(content))
+    with pytest.raises(ValueError, match=r"annotations\[0\]: needs 'image_id'"):
+        data.load_dataset(tmp_path)
+
+
 def test_karpathy_json_gives_the_splits_when_no_lists(tmp_path):
     names = ["a.jpg", "b.jpg", "c.jpg", "d.jpg"]
     touch_images(tmp_path / "Images", names)

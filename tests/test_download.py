@@ -1,5 +1,6 @@
 """Download and extraction against a loopback HTTP server serving zips the test builds."""
 
+import errno
 import hashlib
 import http.server
 import io
@@ -8,7 +9,7 @@ import zipfile
 
 import pytest
 
-from helpers import data
+from helpers import data, download
 
 
 def build_zips():
@@ -39,6 +40,7 @@ class Server:
 
     def __init__(self, files):
         self.files, self.drop_after, self.requests = dict(files), {}, []
+        self.unavailable = 0  # answer this many requests with HTTP 503 first
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -49,6 +51,10 @@ class Server:
                 name = self.path.rsplit("/", 1)[-1]
                 body = server.files.get(name)
                 server.requests.append((name, self.headers.get("Range")))
+                if server.unavailable:
+                    server.unavailable -= 1
+                    self.send_error(503)
+                    return
                 if body is None:
                     self.send_error(404)
                     return
@@ -74,6 +80,11 @@ class Server:
         self.httpd.server_close()
 
 
+@pytest.fixture(autouse=True)
+def no_backoff(monkeypatch):
+    monkeypatch.setattr(download, "RETRY_BACKOFF_SECONDS", 0)
+
+
 @pytest.fixture
 def served():
     zips = build_zips()
@@ -96,7 +107,7 @@ def checksums(zips):
 def test_download_resumes_after_a_dropped_connection(served, tmp_path):
     server, zips = served
     server.drop_after["Flickr8k_Dataset.zip"] = 1000
-    folder = data.download_flickr8k(tmp_path, server.url, checksums(zips))
+    folder = download.download_flickr8k(tmp_path, server.url, checksums(zips))
     ranges = [r for name, r in server.requests if name == "Flickr8k_Dataset.zip"]
     assert ranges == ["bytes=0-", "bytes=1000-"]
     assert (folder / "Flickr8k_Dataset.zip").read_bytes() == zips["Flickr8k_Dataset.zip"]
@@ -105,7 +116,7 @@ def test_download_resumes_after_a_dropped_connection(served, tmp_path):
     assert not (folder / "Flicker8k_Dataset" / "__MACOSX").exists()
     # A second run finds everything complete and asks the server for nothing.
     count = len(server.requests)
-    data.download_flickr8k(tmp_path, server.url, checksums(zips))
+    download.download_flickr8k(tmp_path, server.url, checksums(zips))
     assert len(server.requests) == count
 
 
@@ -116,10 +127,10 @@ def test_interrupted_download_leaves_a_part_file_that_a_rerun_continues(served, 
     server.drop_after[name] = 500
     expected = checksums(zips)[name][1]
     with pytest.raises(RuntimeError, match="run the same command again to resume"):
-        data.download_file(server.url + name, destination, expected, retries=0)
+        download.download_file(server.url + name, destination, expected, retries=0)
     assert (tmp_path / (name + ".part")).stat().st_size == 500
     assert not destination.exists()
-    data.download_file(server.url + name, destination, expected, retries=0)
+    download.download_file(server.url + name, destination, expected, retries=0)
     assert destination.read_bytes() == zips[name]
 
 
@@ -128,7 +139,7 @@ def test_corrupt_download_is_deleted_and_nothing_is_extracted(served, tmp_path):
     good = checksums(zips)
     server.files["Flickr8k_text.zip"] = zips["Flickr8k_text.zip"][:-10] + b"x" * 10
     with pytest.raises(ValueError, match="sha256 is .* expected"):
-        data.download_flickr8k(tmp_path, server.url, good)
+        download.download_flickr8k(tmp_path, server.url, good)
     folder = tmp_path / "flickr8k"
     assert not (folder / "Flickr8k_text").exists()
     assert not (folder / "Flickr8k_text.zip").exists()
@@ -139,7 +150,7 @@ def test_broken_archive_never_looks_extracted(tmp_path):
     archive = tmp_path / "broken.zip"
     archive.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(ValueError, match="not a valid zip"):
-        data.extract_zip(archive, tmp_path / "out")
+        download.extract_zip(archive, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.zip"]
 
 
@@ -167,3 +178,51 @@ def test_cli_download_over_loopback_and_http_errors(served, tmp_path, capsys):
         == 2
     )
     assert "HTTP 404" in capsys.readouterr().err
+
+
+def test_server_errors_are_retried_and_client_errors_are_not(served, tmp_path):
+    server, zips = served
+    name = "Flickr8k_text.zip"
+    expected = checksums(zips)[name][1]
+    server.unavailable = 2
+    download.download_file(server.url + name, tmp_path / name, expected, retries=2)
+    assert (tmp_path / name).read_bytes() == zips[name]
+    server.unavailable = 3
+    with pytest.raises(RuntimeError, match="HTTP 503"):
+        download.download_file(server.url + name, tmp_path / "b.zip", expected, retries=2)
+    count = len(server.requests)
+    with pytest.raises(RuntimeError, match="HTTP 404"):
+        download.download_file(server.url + "nothing", tmp_path / "c.zip", expected)
+    assert len(server.requests) == count + 1
+
+
+def test_an_archive_already_on_disk_is_verified_and_kept(served, tmp_path):
+    server, zips = served
+    name = "Flickr8k_text.zip"
+    archive = tmp_path / name
+    archive.write_bytes(b"someone else's file")
+    with pytest.raises(ValueError, match="already on disk but its sha256"):
+        download.download_file(server.url + name, archive, checksums(zips)[name][1])
+    assert archive.read_bytes() == b"someone else's file" and not server.requests
+
+
+def test_an_empty_zip_says_so(tmp_path):
+    archive = tmp_path / "empty.zip"
+    zipfile.ZipFile(archive, "w").close()
+    with pytest.raises(ValueError, match="the zip file is empty"):
+        download.extract_zip(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.zip"]
+
+
+def test_a_full_disk_says_so_and_leaves_no_half_folder(served, tmp_path, monkeypatch):
+    _, zips = served
+    archive = tmp_path / "images.zip"
+    archive.write_bytes(zips["Flickr8k_Dataset.zip"])
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zipfile.ZipFile, "extractall", no_space)
+    with pytest.raises(OSError, match="the disk is full"):
+        download.extract_zip(archive, tmp_path / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.zip"]

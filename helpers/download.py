@@ -1,0 +1,161 @@
+"""Download and unpack datasets: resumable, checksummed, and never half-extracted.
+
+python -m helpers.data download flickr8k --to data/
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import http.client
+import shutil
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+
+FLICKR8K_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/"
+# Checksums of the release files as published by the mlverse/torchvision R package.
+FLICKR8K_FILES = {
+    "Flickr8k_Dataset.zip": ("Flicker8k_Dataset", "md5:f18a1e2920de5bd84dae7cf08ec78978"),
+    "Flickr8k_text.zip": ("Flickr8k_text", "md5:bf6c1abcb8e4a833b7f922104de18627"),
+}
+RETRY_BACKOFF_SECONDS = 2.0  # doubled after each failed attempt
+
+
+def file_checksum(path: Path, algorithm: str) -> str:
+    """Hex digest of a file, read in chunks."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as file:
+        for chunk in iter(lambda: file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(url: str, destination: Path, checksum: str, retries: int = 3) -> Path:
+    """Download with resume (HTTP Range) into `<destination>.part`, verify, rename.
+
+    `checksum` is "sha256:<hex>" or "md5:<hex>". A dropped connection or an HTTP 5xx
+    is retried after 2, 4, 8 ... seconds and continues where it
+    stopped; a partial file survives an interruption and the next call continues it.
+    A corrupt download is deleted; a file already at `destination` is verified first
+    and, if corrupt, refused (it may be the user's, so it is not deleted).
+    """
+    from tqdm.auto import tqdm
+
+    algorithm, expected = checksum.split(":", 1)
+    destination = Path(destination)
+    if destination.exists():
+        actual = file_checksum(destination, algorithm)
+        if actual != expected:
+            raise ValueError(
+                f"{destination}: already on disk but its {algorithm} is {actual}, "
+                f"expected {expected}; delete or move it and run the command again"
+            )
+        return destination
+    partial = destination.with_name(destination.name + ".part")
+    for attempt in range(retries + 1):
+        offset = partial.stat().st_size if partial.exists() else 0
+        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"})
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                if response.status != 206:  # The server ignored the range: start over.
+                    offset = 0
+                total = offset + int(response.headers.get("Content-Length", 0))
+                with (
+                    open(partial, "ab" if offset else "wb") as file,
+                    tqdm(
+                        total=total,
+                        initial=offset,
+                        unit="B",
+                        unit_scale=True,
+                        desc=destination.name,
+                    ) as bar,
+                ):
+                    while chunk := response.read(1 << 16):
+                        file.write(chunk)
+                        bar.update(len(chunk))
+            if partial.stat().st_size < total:
+                raise http.client.IncompleteRead(b"", total - partial.stat().st_size)
+            break
+        except urllib.error.HTTPError as error:
+            if error.code == 416:  # Range beyond the end: the part file is complete.
+                break
+            if error.code < 500 or attempt == retries:  # 4xx will not get better
+                raise RuntimeError(f"{url}: HTTP {error.code} {error.reason}") from None
+        except (OSError, http.client.HTTPException) as error:
+            if getattr(error, "errno", None) == errno.ENOSPC:
+                raise _disk_full(partial) from None
+            if attempt == retries:
+                raise RuntimeError(
+                    f"{url}: download interrupted ({error!r}); {partial} keeps the "
+                    f"{partial.stat().st_size if partial.exists() else 0} bytes received, "
+                    "run the same command again to resume"
+                ) from None
+        time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
+    actual = file_checksum(partial, algorithm)
+    if actual != expected:
+        partial.unlink()
+        raise ValueError(
+            f"{destination.name}: {algorithm} is {actual}, expected {expected}; the corrupt "
+            "download was deleted, run the command again"
+        )
+    partial.replace(destination)
+    return destination
+
+
+def extract_zip(archive: Path, target: Path) -> Path:
+    """Extract `archive` so that `target` appears complete or not at all.
+
+    Members go into a fresh temporary folder beside `target` (ours alone, so removing
+    it never touches anything else), which is renamed into place when complete.
+    """
+    archive, target = Path(archive), Path(target)
+    if target.exists():
+        return target
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        with zipfile.ZipFile(archive) as bundle:
+            if not bundle.namelist():
+                raise ValueError(f"{archive}: the zip file is empty")
+            broken = bundle.testzip()
+            if broken:
+                raise ValueError(f"{archive}: member {broken} is corrupt")
+            bundle.extractall(staging)
+        shutil.rmtree(staging / "__MACOSX", ignore_errors=True)
+        entries = list(staging.iterdir())
+        # An archive holding one folder gives that folder; loose files go into target.
+        source = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+        source.replace(target)
+    except zipfile.BadZipFile as error:
+        raise ValueError(f"{archive}: not a valid zip file ({error})") from None
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise _disk_full(target) from None
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _disk_full(path: Path) -> OSError:
+    free = shutil.disk_usage(Path(path).parent).free / 2**20
+    return OSError(
+        errno.ENOSPC,
+        f"{path}: the disk is full ({free:.0f} MB free); free some space and run the "
+        "same command again (finished files are kept)",
+    )
+
+
+def download_flickr8k(
+    to: str | Path, base_url: str = FLICKR8K_URL, files: dict | None = None
+) -> Path:
+    """Download and extract Flickr8k (Layout A) into `<to>/flickr8k/`."""
+    folder = Path(to) / "flickr8k"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, (target, checksum) in (files or FLICKR8K_FILES).items():
+        archive = download_file(base_url + name, folder / name, checksum)
+        extract_zip(archive, folder / target)
+    return folder
