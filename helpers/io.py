@@ -1,11 +1,20 @@
-"""Atomic file writes: a reader never sees a half-written file."""
+"""Atomic file writes (a reader never sees a half-written file) and folder ownership.
+
+Every folder our jobs write carries the marker file `OWNED`. Only such a folder is ever
+emptied or replaced; any other non-empty folder is refused with a ValueError, so a
+wrong path can never delete a user's files.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+OWNED = ".written-by-captioning"
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -43,3 +52,55 @@ def read_json(path: str | Path):
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         line = getattr(error, "lineno", 1)
         raise ValueError(f"{path}:{line}: not valid JSON ({error})") from None
+
+
+def _check_ours(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: a file is there, not a folder; it is left alone")
+    if folder.is_dir() and not (folder / OWNED).exists() and any(folder.iterdir()):
+        raise ValueError(
+            f"{folder}: not empty and not written by this project, so it is left "
+            "alone; choose a new or empty folder"
+        )
+
+
+def claim_folder(folder: str | Path) -> Path:
+    """Create `folder`, or adopt it if empty or ours; ValueError if it holds other files."""
+    folder = Path(folder)
+    _check_ours(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / OWNED).touch()
+    return folder
+
+
+def remove_folder(folder: str | Path, why: str) -> None:
+    """Delete a folder we wrote, saying why on stderr; refuse any other non-empty one."""
+    folder = Path(folder)
+    _check_ours(folder)
+    if folder.exists():
+        print(f"{folder}: removing {why}", file=sys.stderr)
+        shutil.rmtree(folder)
+
+
+def staging_folder(target: str | Path) -> Path:
+    """A fresh, marked folder beside `target`, to be filled and then `publish`ed."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return claim_folder(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+
+
+def publish(staging: Path, target: str | Path) -> Path:
+    """Rename a complete `staging` folder to `target`, replacing a folder we wrote.
+
+    Readers see the old folder or the new one, never a mixture or a half.
+    """
+    target = Path(target)
+    _check_ours(target)
+    if not target.exists():
+        staging.replace(target)
+        return target
+    trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
+    target.replace(trash / target.name)
+    staging.replace(target)
+    shutil.rmtree(trash)
+    return target

@@ -8,8 +8,8 @@ are read from disk when the batch is formed.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import model as models
-from helpers.io import write_json_atomic
+from helpers.io import claim_folder, read_json, remove_folder, write_json_atomic
 from helpers.text import Vocabulary
 
 
@@ -38,6 +38,18 @@ def caption_table(
     pairs = [(position[name], caption) for name in names for caption in captions[name]]
     rows = np.array([row for row, _ in pairs], np.int64)
     return rows, vocabulary.encode_batch([caption for _, caption in pairs])
+
+
+def fingerprint(*parts) -> str:
+    """A short sha256 of arrays (by their bytes) and JSON-able values."""
+    digest = hashlib.sha256()
+    for part in parts:
+        if isinstance(part, np.ndarray):
+            digest.update(f"{part.dtype}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+        else:
+            digest.update(json.dumps(part, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256):
@@ -146,21 +158,25 @@ def train(
     finished epoch. `shuffle_features` pairs each caption with a random other image,
     the control that shows how much the model really uses the picture.
     """
-    settings = {
-        "kind": kind,
-        "shuffle_features": shuffle_features,
-        "epochs": epochs,
-        "config": json.loads(cfg.to_json()),
-        "vocabulary": len(vocabulary),
-        "features": list(features.shape),
-        "names": feature_names[:3],
-    }
     train_rows, train_tokens = caption_table(
         captions, splits["train"], vocabulary, feature_names
     )
     dev_rows, dev_tokens = caption_table(
         captions, splits["dev"], vocabulary, feature_names
     )
+    # What the run learns from, by content: other captions, splits, vocabulary or a
+    # re-extracted feature cache make it another run, never a resumed one.
+    probe = np.linspace(0, len(features) - 1, num=min(16, len(features)), dtype=int)
+    settings = {
+        "kind": kind,
+        "shuffle_features": shuffle_features,
+        "epochs": epochs,
+        "config": json.loads(cfg.to_json()),
+        "vocabulary": fingerprint(vocabulary.words),
+        "splits": fingerprint(splits),
+        "captions": fingerprint(train_rows, train_tokens, dev_rows, dev_tokens),
+        "features": fingerprint(feature_names, list(features.shape), features[probe]),
+    }
     if shuffle_features:
         permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
         train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
@@ -210,11 +226,15 @@ def fit(
     `settings` is reused; a killed one resumes from its backup.
     """
     out = Path(out)
-    if _read(out / "settings.json") != settings:  # Stale or foreign work: start afresh.
-        shutil.rmtree(out, ignore_errors=True)
-    elif (out / "summary.json").exists():  # Finished before: reuse it.
+    saved = read_json(out / "settings.json") if (out / "settings.json").exists() else {}
+    if saved == settings and (out / "summary.json").exists():  # Finished: reuse it.
         return keras.saving.load_model(out / "best.keras"), read_log(out / "log.csv")
-    out.mkdir(parents=True, exist_ok=True)
+    if saved and saved != settings:
+        changed = sorted(
+            k for k in {*saved, *settings} if saved.get(k) != settings.get(k)
+        )
+        remove_folder(out, f"the run trained with other {', '.join(changed)}")
+    claim_folder(out)
     write_json_atomic(out / "settings.json", settings)
     keras.utils.set_random_seed(cfg.seed)
     gpu = bool(tf.config.list_physical_devices("GPU"))
@@ -241,7 +261,8 @@ def fit(
         model(inputs)  # Build the weights now: BackupAndRestore needs a built model.
     log = out / "log.csv"
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(out / "backup")),
+        # Two checkpoints: a kill while one is written leaves the other to resume from.
+        keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(out / "best.keras"),
             monitor="val_loss",
@@ -278,10 +299,6 @@ def fit(
         },
     )
     return best, read_log(log)
-
-
-def _read(path: Path):
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_log(log: str | Path) -> list[dict]:

@@ -1,5 +1,7 @@
 """Training data pipeline, resume after an interrupted fit, reuse of a finished run."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -75,6 +77,85 @@ def test_interrupted_fit_resumes_where_it_stopped(kind, tmp_path):
     np.testing.assert_array_equal(again.get_weights()[0], model.get_weights()[0])
     _, shuffled_log = train.train(*args, shuffle_features=True, epochs=1, verbose=0)
     assert len(shuffled_log) == 1
+
+
+def test_a_folder_with_other_files_is_refused_and_left_alone(tmp_path):
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    (tmp_path / "thesis.tex").write_text("mine")
+    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    with pytest.raises(ValueError, match="not written by this project"):
+        train.train(*args, epochs=1, verbose=0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_a_stale_run_is_replaced_out_loud(tmp_path, capsys):
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    train.train(*args, epochs=1, verbose=0)
+    train.train(*args, epochs=2, verbose=0)
+    assert "removing the run trained with other epochs" in capsys.readouterr().err
+
+
+def test_other_captions_or_features_make_another_run():
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    seen = set()
+
+    def settings(**changes):
+        """The settings `fit` receives for these inputs."""
+        given = dict(features=features, captions=captions, splits=splits) | changes
+        captured = {}
+
+        def fit(out, settings, *rest, **options):
+            captured.update(settings)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(train, "fit", fit)
+            train.train(
+                "merge",
+                CFG,
+                given["features"],
+                names,
+                given["captions"],
+                given["splits"],
+                vocabulary,
+                "unused",
+            )
+        key = json.dumps(captured, sort_keys=True)
+        assert key not in seen, f"{list(changes)} did not change the run's identity"
+        seen.add(key)
+
+    settings()
+    settings(captions={**captions, "0.jpg": ["a blue thing", "one blue shape"]})
+    settings(splits={**splits, "dev": splits["dev"][1:]})
+    reextracted = features.copy()
+    reextracted[-1] += 1  # same names and shape, other values
+    settings(features=reextracted)
+
+
+def kill_during_second_backup():
+    """A `save_weights` that writes half a file on the second backup, then 'dies'."""
+    original, saves = keras.Model.save_weights, []
+
+    def save_weights(model, filepath, *args, **kwargs):
+        original(model, filepath, *args, **kwargs)
+        saves.append(filepath)
+        if len(saves) == 2 and str(filepath).endswith("latest.weights.h5"):
+            data = open(filepath, "rb").read()
+            open(filepath, "wb").write(data[: len(data) // 2])
+            raise KeyboardInterrupt("simulated kill in the middle of a save")
+
+    return save_weights
+
+
+def test_a_kill_in_the_middle_of_a_backup_still_resumes(tmp_path, monkeypatch):
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.Model, "save_weights", kill_during_second_backup())
+        with pytest.raises(KeyboardInterrupt):
+            train.train(*args, verbose=0)
+    _, log = train.train(*args, verbose=0)
+    assert [row["epoch"] for row in log] == [0, 1, 2], "resumed from the first backup"
 
 
 def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
