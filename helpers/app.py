@@ -16,6 +16,7 @@ import base64
 import html
 import io
 import sys
+import threading
 
 from flask import Flask, jsonify, request
 from PIL import Image
@@ -46,12 +47,32 @@ PAGE = """<!doctype html>
 </body></html>"""
 
 
-def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
-    """The Flask app around a `helpers.caption.Captioner`."""
+class Busy(Exception):
+    """Every captioning turn stayed taken for WAIT_SECONDS."""
+
+
+BUSY = "The captioner is busy with other pictures; try again in a moment."
+# How many uploads are decoded and captioned at once (Flask serves each request on its
+# own thread), and how long a request waits for its turn before "busy" (HTTP 503).
+CONCURRENT_CAPTIONS = 2
+WAIT_SECONDS = 30
+
+
+def create_app(
+    captioner, max_upload_mb: float = 8.0, concurrent: int = CONCURRENT_CAPTIONS
+) -> Flask:
+    """The Flask app around a `helpers.caption.Captioner`.
+
+    Uploads are checked in layers: Flask refuses a body over the size limit (413),
+    `features.load_image` refuses formats we do not list and pictures over its pixel
+    limit (400), and at most `concurrent` uploads are decoded and captioned at once
+    (503 after WAIT_SECONDS), so memory stays bounded whatever people send.
+    """
     from helpers import features, viz
 
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
+    turns = threading.BoundedSemaphore(concurrent)
     encoder = captioner.bundle.encoder
     description = (
         f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights) "
@@ -87,13 +108,22 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
             raise ValueError("decoding must be 1, 3 or 5") from None
         if beam not in (1, 3, 5):
             raise ValueError("decoding must be 1, 3 or 5")
+        if not turns.acquire(timeout=WAIT_SECONDS):
+            raise Busy()
         try:
-            picture = features.load_image(io.BytesIO(upload.read()), captioner.image_size)
+            picture = decode(upload)
+            result = captioner.caption_pictures([picture], beam)[0]
+        finally:
+            turns.release()
+        return result, picture, upload.filename
+
+    def decode(upload):
+        try:
+            return features.load_image(io.BytesIO(upload.read()), captioner.image_size)
         except ValueError as problem:
             raise ValueError(
-                f"{upload.filename} is not an image we can read ({problem})"
+                f"{upload.filename} is not an image we can read: {problem}"
             ) from None
-        return captioner.caption_pictures([picture], beam)[0], picture, upload.filename
 
     @app.get("/")
     def index():
@@ -105,6 +135,8 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
             result, picture, name = caption_upload()
         except ValueError as problem:
             return error(str(problem), 400)
+        except Busy:
+            return error(BUSY, 503)
         figure = viz.attention_figure(
             Image.fromarray(picture), result["words"], result["attention"]
         )
@@ -122,6 +154,8 @@ def create_app(captioner, max_upload_mb: float = 8.0) -> Flask:
             result, _, name = caption_upload()
         except ValueError as problem:
             return jsonify(error=str(problem)), 400
+        except Busy:
+            return jsonify(error=BUSY), 503
         return jsonify(
             image=name,
             caption=result["text"],
@@ -156,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are drawn on request threads: no GUI backend
     from helpers.caption import Captioner
 
     try:
@@ -164,7 +201,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
-    create_app(captioner, args.max_upload_mb).run(host=args.host, port=args.port)
+    app = create_app(captioner, args.max_upload_mb)
+    app.run(
+        host=args.host, port=args.port, debug=False
+    )  # never the debugger: it runs code
     return 0
 
 

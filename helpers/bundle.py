@@ -5,7 +5,7 @@ bundle/
   vocabulary.json                words <-> ids
   config.json                    the run's resolved config
   bundle.json                    the encoder (CNN, layer, input size, weights) whose
-                                 features the decoders read, the vocabulary's hash and
+                                 features the decoders read, each file's sha256 and
                                  the data the decoders were trained on
 """
 
@@ -13,14 +13,24 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 from pathlib import Path
 
 from helpers.config import Config, data_description, load_config
-from helpers.io import write_json_atomic
+from helpers.io import publish, read_json, staging_folder, write_json_atomic
 from helpers.text import Vocabulary
 
 KINDS = ("attention", "merge")
+MANIFEST = "bundle.json"
+PARTS = ["vocabulary.json", "config.json"]  # besides the decoders
+MANIFEST_TYPES = {"encoder": dict, "models": list, "files": dict, "trained_on": str}
+ENCODER_TYPES = {
+    "encoder": str,
+    "layer": str,
+    "image_size": int,
+    "weights": str,
+    "grid": int,
+    "feature_dim": int,
+}
 
 
 @dataclasses.dataclass
@@ -49,56 +59,98 @@ def save_bundle(
     cfg: Config,
     feature_index: dict,
 ) -> Path:
-    """Write the decoders, vocabulary, config and encoder identity into `folder`."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    """Write the decoders, vocabulary, config and encoder identity into `folder`.
+
+    The bundle is written into a staging folder and renamed into place: readers see
+    the old bundle or the new one, never a mixture (no stale decoder survives).
+    """
+    unknown = sorted(set(models) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown model kind(s) {unknown}; a bundle holds {KINDS}")
+    staging = staging_folder(folder)
     for kind, model in models.items():
-        if kind not in KINDS:
-            raise ValueError(f"unknown model kind {kind!r}")
-        temporary = folder / f".{kind}.partial.keras"
-        model.save(temporary)
-        temporary.replace(folder / f"{kind}.keras")
-    vocabulary.save(folder / "vocabulary.json")
-    cfg.save(folder / "config.json")
+        model.save(staging / f"{kind}.keras")
+    vocabulary.save(staging / "vocabulary.json")
+    cfg.save(staging / "config.json")
+    files = [f"{kind}.keras" for kind in sorted(models)] + PARTS
     write_json_atomic(
-        folder / "bundle.json",
+        staging / MANIFEST,
         {
             "encoder": encoder_identity(feature_index),
-            "vocabulary_sha256": _sha256(folder / "vocabulary.json"),
             "models": sorted(models),
+            "files": {name: _sha256(staging / name) for name in files},
             "trained_on": data_description(cfg),
         },
     )
-    return folder
+    return publish(staging, folder)
 
 
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def read_manifest(folder: Path) -> dict:
+    """bundle.json, checked for every key and type; ValueError naming the file if bad."""
+    path = folder / MANIFEST
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{folder}: not a model bundle ({MANIFEST} is missing); notebook 04 writes one"
+        )
+    manifest = read_json(path)
+    problems = _problems(manifest, MANIFEST_TYPES)
+    if not problems:
+        problems = _problems(manifest["encoder"], ENCODER_TYPES, "encoder.")
+        problems += [
+            f"models lists {kind!r}" for kind in manifest["models"] if kind not in KINDS
+        ]
+    if problems:
+        raise ValueError(
+            f"{path}: not a bundle manifest of this version ({'; '.join(problems)})"
+        )
+    return manifest
+
+
+def _problems(item, types: dict, prefix: str = "") -> list[str]:
+    if not isinstance(item, dict):
+        return [f"{prefix or 'the file'} is not a JSON object"]
+    found = [f"unknown key {prefix}{key}" for key in sorted(set(item) - set(types))]
+    return found + [
+        f"{prefix}{key} should be {kind.__name__}"
+        for key, kind in types.items()
+        if not isinstance(item.get(key), kind) or isinstance(item.get(key), bool)
+    ]
+
+
 def load_bundle(
     folder: str | Path, kind: str = "attention", expect_encoder: dict | None = None
 ) -> Bundle:
-    """Load one decoder with its vocabulary and check that the parts belong together."""
+    """Load one decoder with its vocabulary and check that the parts belong together.
+
+    Every file is checked against the sha256 that bundle.json recorded for it.
+    """
     import keras
 
     from helpers import model as _  # noqa: F401  registers the model classes
 
     folder = Path(folder)
-    path = folder / f"{kind}.keras"
-    for needed in (path, folder / "vocabulary.json", folder / "bundle.json"):
-        if not needed.exists():
-            raise FileNotFoundError(
-                f"{folder}: not a complete model bundle ({needed.name} "
-                "is missing); notebook 04 writes one"
-            )
-    manifest = json.loads((folder / "bundle.json").read_text())
+    manifest = read_manifest(folder)
     encoder = manifest["encoder"]
-    if _sha256(folder / "vocabulary.json") != manifest["vocabulary_sha256"]:
+    if kind not in manifest["models"]:
         raise ValueError(
-            f"{folder}/vocabulary.json is not the vocabulary these decoders "
-            "were trained with (its hash differs from bundle.json)"
+            f"{folder}: has no {kind} decoder (bundle.json lists {manifest['models']})"
         )
+    path = folder / f"{kind}.keras"
+    for name in (path.name, *PARTS):
+        if not (folder / name).exists():
+            raise FileNotFoundError(
+                f"{folder}: not a complete model bundle ({name} is missing); "
+                "notebook 04 writes one"
+            )
+        if _sha256(folder / name) != manifest["files"].get(name):
+            raise ValueError(
+                f"{folder / name} is not the file this bundle was saved with (its "
+                "sha256 differs from bundle.json): the parts come from different runs"
+            )
     vocabulary = Vocabulary.load(folder / "vocabulary.json")
     model = keras.saving.load_model(path, safe_mode=True)
     if model.vocabulary_size != len(vocabulary):

@@ -71,12 +71,12 @@ class Captioner:
             raise ValueError(f"{path}: not a readable image ({error})") from None
 
 
-def attention_path(base: Path, image: Path, several: bool) -> Path:
-    """OUT.png for one image; OUT_<image>.png for each of several."""
+def attention_path(base: Path, image: Path, number: int, several: bool) -> Path:
+    """OUT.png for one image; OUT_<number>_<image>.png for each of several (numbered,
+    so that two pictures called photo.jpg in different folders keep their figures)."""
+    suffix = base.suffix or ".png"
     return (
-        base.with_name(f"{base.stem}_{image.stem}{base.suffix or '.png'}")
-        if several
-        else base
+        base.with_name(f"{base.stem}_{number}_{image.stem}{suffix}") if several else base
     )
 
 
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {error}", file=sys.stderr)
             failed += 1
     results = captioner.caption_pictures(pictures, beam_width) if pictures else []
-    for path, result in zip(good, results):
+    for number, (path, result) in enumerate(zip(good, results), start=1):
         if args.json:
             print(
                 json.dumps(
@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
 
             figure = viz.attention_figure(path, result["words"], result["attention"])
             viz.save_figure_to(
-                figure, attention_path(args.attention, path, len(good) > 1)
+                figure, attention_path(args.attention, path, number, len(good) > 1)
             )
     return 2 if failed else 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from pathlib import Path
 
 PROFILE_VARIABLE = "CAPTION_PROFILE"
@@ -149,5 +150,29 @@ def sample_model_note(cfg: Config) -> str | None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a configuration saved by `Config.save`."""
-    return Config(**json.loads(Path(path).read_text()))
+    """Read a configuration saved by `Config.save`; ValueError naming the file if bad."""
+    from helpers.io import read_json
+
+    values = read_json(path)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: not a configuration (expected a JSON object)")
+    types = typing.get_type_hints(Config)
+    unknown, missing = sorted(set(values) - set(types)), sorted(set(types) - set(values))
+    wrong = [
+        f"{name} = {value!r}"
+        for name, value in values.items()
+        if name in types and not _fits(value, types[name])
+    ]
+    if unknown or missing or wrong:
+        problems = {"unknown": unknown, "missing": missing, "of the wrong type": wrong}
+        raise ValueError(
+            f"{path}: not a configuration of this version; "
+            + "; ".join(f"{what}: {', '.join(v)}" for what, v in problems.items() if v)
+        )
+    return Config(**values)
+
+
+def _fits(value, kind) -> bool:
+    if isinstance(value, bool):  # JSON true/false is never a number here
+        return kind is bool
+    return isinstance(value, float | int if kind is float else kind)

@@ -8,6 +8,7 @@ exact `<end>` id and never emits `<pad>` or `<start>`.
 from __future__ import annotations
 
 import functools
+import threading
 
 import numpy as np
 import tensorflow as tf
@@ -112,22 +113,27 @@ class Decoder:
         self.model, self.vocabulary, self.batch_size = model, vocabulary, batch_size
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
         self._compiled = {}
+        self._lock = threading.Lock()  # the web page decodes on several threads
 
     def _function(self, beam_width: int):
-        if beam_width not in self._compiled:
-            # An unknown batch size in the signature keeps every loop shape fixed.
-            signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
-            self._compiled[beam_width] = tf.function(
-                lambda features: beam_search(
-                    self.model,
-                    features,
-                    beam_width,
-                    self.max_length,
-                    self.vocabulary.ids[END],
-                ),
-                input_signature=[signature],
-            )
-        return self._compiled[beam_width]
+        with self._lock:
+            if beam_width not in self._compiled:
+                self._compiled[beam_width] = self._compile(beam_width)
+            return self._compiled[beam_width]
+
+    def _compile(self, beam_width: int):
+        # An unknown batch size in the signature keeps every loop shape fixed.
+        signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
+        return tf.function(
+            lambda features: beam_search(
+                self.model,
+                features,
+                beam_width,
+                self.max_length,
+                self.vocabulary.ids[END],
+            ),
+            input_signature=[signature],
+        )
 
     def __call__(self, features, beam_width: int = 1) -> list[dict]:
         """One dict per image: text, tokens, score, attention (words, grid)."""

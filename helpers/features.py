@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from helpers.io import write_json_atomic
+from helpers.io import claim_folder, read_json, write_json_atomic
 
 # name -> (keras.applications class, preprocessing module, feature layer, cache dtype).
 # ResNet's residual sums grow past float16's 65504 with random weights (about 1e5 at
@@ -30,37 +30,54 @@ ENCODERS = {
     "vgg16": ("VGG16", "vgg16", "block5_conv3", "float16"),
     "resnet50": ("ResNet50", "resnet", "conv5_block3_out", "float32"),
 }
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS  # 89 Mpixels: larger images are skipped as bombs
+# The formats we open, and only these: Pillow would otherwise also try formats that
+# start external programs (EPS runs Ghostscript). "JPEG" includes phones' MPO files.
+IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
+# The most pixels decoded for one picture (a JPEG first shrinks while decoding): a small
+# file can declare a huge picture, and 25 Mpixels of RGB is 75 MB.
+MAX_PIXELS = 25_000_000
 FEATURES, INDEX, PROGRESS = "features.npy", "features.json", "features.progress.json"
+LOCK = "features.lock"
 
 
 # ---------------------------------------------------------------- images
 
 
-def load_image(path: str | Path, size: int) -> np.ndarray:
-    """Decode any image PIL reads into (size, size, 3) uint8 RGB; raise ValueError if bad.
+def open_image(source, size: int | None = None) -> Image.Image:
+    """Decode a picture (a path or a binary file) into RGB as people see it.
 
-    EXIF rotation is applied, grayscale and CMYK become RGB, transparency is laid
-    on white, and JPEG decoding is done at reduced scale when the image is large.
+    Raises ValueError for a bad or unsupported file. A JPEG is decoded at 1/2, 1/4 or
+    1/8 scale when that still leaves `size` pixels a side; more than MAX_PIXELS left to
+    decode is refused before decoding. EXIF rotation is applied, grayscale and CMYK
+    become RGB, and transparency is laid on white.
     """
     try:
-        with Image.open(path) as image:
-            # Checked before decoding: PIL itself only warns below 2 * MAX_IMAGE_PIXELS.
+        with Image.open(source, formats=IMAGE_FORMATS) as image:
+            if size:
+                image.draft("RGB", (size, size))  # JPEG only
             if image.width * image.height > MAX_PIXELS:
                 raise ValueError(
-                    f"{image.width}x{image.height} pixels is over the "
-                    f"{MAX_PIXELS:,} limit (possible decompression bomb)"
+                    f"{image.width}x{image.height} pixels is over the {MAX_PIXELS:,} "
+                    "limit (possible decompression bomb)"
                 )
-            image.draft("RGB", (size, size))  # JPEG only: decode at 1/2, 1/4 or 1/8
             image = ImageOps.exif_transpose(image)
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
                 image = Image.new("RGBA", rgba.size, "white")
                 image.alpha_composite(rgba)
-            image = image.convert("RGB").resize((size, size), Image.BICUBIC)
-            return np.asarray(image, dtype=np.uint8)
+            return image.convert("RGB")
+    except UnidentifiedImageError:
+        raise ValueError(
+            f"not a supported image (accepted: {', '.join(IMAGE_FORMATS)})"
+        ) from None
     except (OSError, SyntaxError, Image.DecompressionBombError) as error:
         raise ValueError(f"{type(error).__name__}: {error}") from None
+
+
+def load_image(source, size: int) -> np.ndarray:
+    """A picture as (size, size, 3) uint8 RGB for the encoder; ValueError if bad."""
+    image = open_image(source, size).resize((size, size), Image.BICUBIC, reducing_gap=3)
+    return np.asarray(image, dtype=np.uint8)
 
 
 # ---------------------------------------------------------------- encoder
@@ -258,36 +275,65 @@ def extract(
 ) -> dict:
     """Features for `image_paths` (name -> file) into `out`; returns the index.
 
-    Rows follow the order of `image_paths`. Resumes a killed run from its last
-    finished batch and gives the same bytes as an uninterrupted run. `model` may be
-    an encoder already built by `build_encoder` with the same arguments.
+    Rows follow the order of `image_paths`, unless `out` holds a finished cache from
+    the same encoder that has every requested image: it is reused as it is and rows
+    follow its index (so a quick `--limit` run never wipes a full cache). A killed run
+    resumes from its last finished batch. The batch size changes features only by
+    float16 rounding, so it is not part of a cache's identity. One extraction at a
+    time per folder: a second one stops with a message. `model` may be an encoder
+    already built by `build_encoder` with the same arguments.
     """
-    from tqdm.auto import tqdm
+    import filelock
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    names = list(image_paths)
+    out = claim_folder(out)
     settings = {
-        "names": names,
         "encoder": encoder,
         "layer": ENCODERS[encoder][2],
         "image_size": image_size,
         "weights": weights_identity(weights, seed),
-        "batch_size": batch_size,
     }
-    index = _read_json(out / INDEX)
-    if index and (out / FEATURES).exists() and _same(index, settings):
-        return index  # A finished cache with the same settings.
-    model = model or build_encoder(encoder, weights, image_size, seed)
+    try:
+        with filelock.FileLock(out / LOCK, timeout=0):
+            return _extract(
+                image_paths,
+                out,
+                settings,
+                lambda: model or build_encoder(encoder, weights, image_size, seed),
+                batch_size,
+                progress,
+            )
+    except filelock.Timeout:
+        raise RuntimeError(
+            f"{out}: another feature extraction is writing into this folder; "
+            "wait for it to finish or choose another folder"
+        ) from None
+
+
+def _extract(image_paths, out: Path, settings: dict, build, batch_size, progress):
+    """`extract` once it holds the folder's lock."""
+    from tqdm.auto import tqdm
+
+    names, encoder = list(image_paths), settings["encoder"]
+    if (out / INDEX).exists():
+        index = read_json(out / INDEX)
+        try:
+            _open_cache(out, index)
+            if _same(index, settings) and set(names) <= set(index["names"]):
+                return index
+            reason = "made with other settings or for other images"
+        except ValueError as error:
+            reason = str(error)
+        print(f"{out}: replacing the feature cache ({reason})", file=sys.stderr)
+    model = build()
     dtype = ENCODERS[encoder][3]
     grid = model.output_shape[1] * model.output_shape[2]
     shape = (len(names), grid, model.output_shape[3])
     partial = out / (FEATURES + ".partial")
-    # The progress file, rewritten after every batch, names the settings by their hash.
+    # The progress file, rewritten after every batch, names the work by its hash.
     fingerprint = hashlib.sha256(
-        json.dumps(settings, sort_keys=True).encode()
+        json.dumps([settings, names], sort_keys=True).encode()
     ).hexdigest()
-    state = _read_json(out / PROGRESS)
+    state = read_json(out / PROGRESS) if (out / PROGRESS).exists() else None
     if not (state and partial.exists() and state["settings"] == fingerprint):
         for stale in (out / INDEX, out / FEATURES, out / PROGRESS, partial):
             stale.unlink(missing_ok=True)
@@ -295,7 +341,7 @@ def extract(
         del array
         state = {"settings": fingerprint, "done": 0, "skipped": {}}
         write_json_atomic(out / PROGRESS, state)
-    array = np.load(partial, mmap_mode="r+")
+    array = _open_array(partial, shape, dtype, mode="r+")
     start, skipped = state["done"], dict(state["skipped"])
     paths = [image_paths[name] for name in names[start:]]
     bar = tqdm(
@@ -306,7 +352,9 @@ def extract(
         desc=f"{encoder} features",
     )  # shows images per second
     row = start
-    for images, errors in image_dataset(paths, image_size, batch_size, encoder):
+    for images, errors in image_dataset(
+        paths, settings["image_size"], batch_size, encoder
+    ):
         features = model.predict_on_batch(images).reshape(len(images), *shape[1:])
         for offset, error in enumerate(errors.numpy()):
             if error:
@@ -330,30 +378,59 @@ def extract(
     bar.close()
     del array
     partial.replace(out / FEATURES)
-    index = {**settings, "shape": list(shape), "dtype": dtype, "skipped": skipped}
+    index = {
+        "names": names,
+        **settings,
+        "shape": list(shape),
+        "dtype": dtype,
+        "skipped": skipped,
+    }
     write_json_atomic(out / INDEX, index)
     (out / PROGRESS).unlink()
     return index
 
 
 def load_features(folder: str | Path) -> tuple[np.ndarray, dict]:
-    """The memory-mapped feature array (read-only) and its index."""
+    """The memory-mapped feature array (read-only) and its index, checked together."""
     folder = Path(folder)
-    index = _read_json(folder / INDEX)
-    if index is None or not (folder / FEATURES).exists():
+    if not (folder / INDEX).exists():
         raise FileNotFoundError(
             f"{folder}: no finished feature cache; notebook 02 (02_features) or "
             "`python -m helpers.features extract` writes it"
         )
-    return np.load(folder / FEATURES, mmap_mode="r"), index
+    index = read_json(folder / INDEX)
+    return _open_cache(folder, index), index
+
+
+def _open_cache(folder: Path, index: dict) -> np.ndarray:
+    """The finished cache's array; ValueError naming the file if it disagrees with INDEX."""
+    try:
+        shape, dtype = tuple(index["shape"]), index["dtype"]
+        if len(index["names"]) != shape[0]:
+            raise ValueError(f"{len(index['names'])} names for {shape[0]} rows")
+    except (KeyError, TypeError, IndexError, ValueError) as error:
+        raise ValueError(f"{folder / INDEX}: not a feature index ({error})") from None
+    return _open_array(folder / FEATURES, shape, dtype)
+
+
+def _open_array(path: Path, shape: tuple, dtype: str, mode: str = "r") -> np.ndarray:
+    """A memory-mapped .npy of exactly this shape and dtype, else a ValueError naming it."""
+    try:
+        array = np.load(path, mmap_mode=mode)
+    except (OSError, ValueError) as error:
+        raise ValueError(
+            f"{path}: missing, cut short or not a .npy file ({error})"
+        ) from None
+    if array.shape != tuple(shape) or array.dtype != np.dtype(dtype):
+        raise ValueError(
+            f"{path}: holds {array.dtype} {list(array.shape)}, expected {dtype} "
+            f"{list(shape)}; extract the features again"
+        )
+    return array
 
 
 def _same(saved: dict, settings: dict) -> bool:
     return all(saved.get(key) == value for key, value in settings.items())
-
-
-def _read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
 
 
 # ---------------------------------------------------------------- command line

@@ -11,12 +11,12 @@ import argparse
 import json
 import math
 import random
-import shutil
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from helpers.data import SPLIT_FILES
+from helpers.io import publish, read_json, staging_folder
 
 COLOURS = {
     "red": (210, 40, 40),
@@ -184,11 +184,10 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
     out = Path(out)
     marker = out / "sample.json"
     settings = {"images": images, "seed": seed}
-    if marker.exists() and json.loads(marker.read_text()) == settings:
+    if marker.exists() and read_json(marker) == settings:
         return out
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "Flicker8k_Dataset").mkdir(parents=True)
+    staging = staging_folder(out)
+    (staging / "Flicker8k_Dataset").mkdir()
     (staging / "Flickr8k_text").mkdir()
     rng = random.Random(seed)
     names, token_lines = [], []
@@ -216,10 +215,7 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
             "\n".join(sorted(splits[split])) + "\n"
         )
     (staging / "sample.json").write_text(json.dumps(settings))
-    shutil.rmtree(out, ignore_errors=True)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.replace(out)
-    return out
+    return publish(staging, out)
 
 
 def ensure_sample(cfg) -> Path:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageFilter
 
 
 @functools.cache
@@ -68,12 +68,17 @@ def figure_png(figure: Figure, dpi: int = 100) -> bytes:
 def open_picture(
     picture: str | Path | Image.Image, size: int | None = None
 ) -> Image.Image:
-    """An RGB picture as people see it (EXIF rotation applied), optionally resized."""
-    if isinstance(picture, Image.Image):
-        image = picture.convert("RGB")
-    else:
-        with Image.open(picture) as source:
-            image = ImageOps.exif_transpose(source).convert("RGB")
+    """An RGB picture as people see it (EXIF rotation applied), optionally resized.
+
+    Files are opened as the encoder opens them: the same formats and pixel limit.
+    """
+    from helpers.features import open_image
+
+    image = (
+        picture.convert("RGB")
+        if isinstance(picture, Image.Image)
+        else open_image(picture, size)
+    )
     return image.resize((size, size)) if size else image
 
 

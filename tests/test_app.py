@@ -52,6 +52,59 @@ def test_json_api(app):
     assert len(content["attention"]) == len(content["words"])
 
 
+def eps_bytes():
+    buffer = io.BytesIO()
+    Image.new("RGB", (20, 20), "red").save(buffer, format="EPS")
+    return buffer.getvalue()
+
+
+def test_other_formats_are_refused_without_starting_programs(app, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", None)  # calling it would fail
+    answer = post(app.test_client(), eps_bytes(), name="figure.eps")
+    assert answer.status_code == 400
+    assert b"figure.eps is not an image we can read: not a supported image" in answer.data
+    assert b"object at 0x" not in answer.data
+
+
+class Slow:
+    """A captioner that holds its turn until released."""
+
+    def __init__(self, captioner):
+        self.inner, self.started, self.finish = (
+            captioner,
+            threading.Event(),
+            threading.Event(),
+        )
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def caption_pictures(self, *args):
+        self.started.set()
+        self.finish.wait(30)
+        return self.inner.caption_pictures(*args)
+
+
+def test_uploads_beyond_the_concurrency_bound_wait_then_get_busy(
+    tiny_bundle, monkeypatch
+):
+    from helpers import app as web
+
+    monkeypatch.setattr(web, "WAIT_SECONDS", 0.2)
+    slow = Slow(Captioner(tiny_bundle[0]))
+    busy_app = create_app(slow, concurrent=1)
+    first = threading.Thread(target=post, args=(busy_app.test_client(), jpeg()))
+    first.start()
+    assert slow.started.wait(30)
+    answer = post(busy_app.test_client(), jpeg(), path="/api/caption")
+    assert answer.status_code == 503 and "busy" in answer.get_json()["error"]
+    slow.finish.set()
+    first.join(30)
+    assert post(busy_app.test_client(), jpeg()).status_code == 200
+
+
 def test_non_images_and_big_uploads_are_refused(app):
     client = app.test_client()
     answer = post(client, b"%PDF-1.4 not an image", name="doc.pdf")

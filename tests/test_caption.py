@@ -26,11 +26,14 @@ def test_captions_good_images_and_reports_bad_ones(tiny_bundle, tmp_path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(good[0].read_bytes()[:200])
     missing = tmp_path / "missing.jpg"
+    figure = tmp_path / "figure.eps"  # would start Ghostscript if it were opened
+    Image.new("RGB", (20, 20), "red").save(figure)
     result = run(
         good[0],
         missing,
         tmp_path / "notes.jpg",
         broken,
+        figure,
         good[1],
         "--model",
         folder,
@@ -42,13 +45,18 @@ def test_captions_good_images_and_reports_bad_ones(tiny_bundle, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["image"] for line in lines] == [str(good[0]), str(good[1])]
     assert all(isinstance(line["caption"], str) for line in lines)
-    for bad in (missing, tmp_path / "notes.jpg", broken):
+    for bad in (missing, tmp_path / "notes.jpg", broken, figure):
         assert str(bad) in result.stderr
+    assert f"{figure}: not a readable image (not a supported image" in result.stderr
 
 
 def test_plain_output_and_attention_figures(tiny_bundle, tmp_path):
     folder, dataset = tiny_bundle
-    images = list(dataset.image_paths.values())[:2]
+    images = []  # two different pictures with the same file name
+    for folder_name, picture in zip("ab", list(dataset.image_paths.values())[:2]):
+        (tmp_path / folder_name).mkdir()
+        images.append(tmp_path / folder_name / "photo.jpg")
+        images[-1].write_bytes(picture.read_bytes())
     result = run(
         *images, "--model", folder, "--beam", 1, "--attention", tmp_path / "att.png"
     )
@@ -57,14 +65,16 @@ def test_plain_output_and_attention_figures(tiny_bundle, tmp_path):
     # The bundle was trained on the generated sample: say so, on stderr only.
     assert "only knows pictures of coloured shapes" in result.stderr
     assert "make flickr8k" in result.stderr and "shapes" not in result.stdout
-    for image in images:
-        with Image.open(tmp_path / f"att_{image.stem}.png") as figure:
-            assert figure.width > 200
+    figures = [tmp_path / f"att_{n}_photo.png" for n in (1, 2)]
+    for figure in figures:
+        with Image.open(figure) as picture:
+            assert picture.width > 200
+    assert figures[0].read_bytes() != figures[1].read_bytes()
 
 
 def test_bad_bundle_and_bad_arguments(tmp_path):
     assert run("x.jpg", "--model", tmp_path).returncode == 2
-    assert "not a complete model bundle" in run("x.jpg", "--model", tmp_path).stderr
+    assert "not a model bundle" in run("x.jpg", "--model", tmp_path).stderr
     assert run("x.jpg", "--model", tmp_path, "--beam", 0).returncode == 2
     usage = subprocess.run(
         [sys.executable, "-m", "helpers"], capture_output=True, text=True, cwd=ROOT

@@ -60,6 +60,32 @@ def test_beam_finds_the_better_caption_that_greedy_misses():
     assert beam["score"] >= greedy["score"]
 
 
+def test_parallel_first_calls_compile_the_decoder_once(monkeypatch):
+    import threading
+    import time
+
+    from helpers import decode
+
+    compiled, real = [], decode.tf.function
+
+    def slow_function(*args, **kwargs):  # widens any race between check and store
+        compiled.append(1)
+        time.sleep(0.2)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(decode.tf, "function", slow_function)
+    decoder, results = Decoder(TRAP, VOCABULARY), []
+    threads = [
+        threading.Thread(target=lambda: results.append(decoder(FEATURES, 2)[0]["text"]))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == ["b"] * 4 and len(compiled) == 1
+
+
 def test_stops_at_end_and_never_emits_pad_or_start():
     chain = Chain(
         {

@@ -4,9 +4,11 @@ import json
 import os
 import re
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 
 import h5py
 import numpy as np
@@ -107,6 +109,74 @@ def test_cache_is_reused_and_rebuilt_when_settings_change(
     assert features.load_features(tmp_path)[0].shape == (2, 16, 512)
 
 
+@pytest.fixture
+def cache(pictures, tmp_path):
+    """A finished cache of 6 pictures, and a function that extracts into its folder."""
+
+    def extract(names, **options):
+        return features.extract(
+            {n: pictures[n] for n in names},
+            tmp_path,
+            **{"weights": None, "image_size": SMALL, "batch_size": 3} | options,
+            progress=False,
+        )
+
+    names = list(pictures)[:6]
+    return extract(names), extract, names
+
+
+def test_a_quick_limited_run_or_another_batch_size_reuses_the_full_cache(
+    cache, tmp_path, monkeypatch
+):
+    index, extract, names = cache
+    stamp = (tmp_path / features.FEATURES).stat().st_mtime_ns
+    monkeypatch.setattr(features, "build_encoder", None)  # must not be needed
+    assert extract(names[:2]) == index
+    assert extract(names, batch_size=4) == index
+    assert (tmp_path / features.FEATURES).stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("damage", ["truncate", "reshape"])
+def test_a_damaged_cache_is_refused_on_load_and_rebuilt_on_reuse(
+    cache, tmp_path, capsys, damage
+):
+    index, extract, names = cache
+    path = tmp_path / features.FEATURES
+    whole = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(whole[: len(whole) - 1000])
+    else:
+        np.save(path, np.zeros((6, 2, 512), np.float16))
+    with pytest.raises(ValueError, match=r"features\.npy: "):
+        features.load_features(tmp_path)
+    assert extract(names) == index
+    assert "replacing the feature cache" in capsys.readouterr().err
+    assert path.read_bytes() == whole
+
+
+def test_a_corrupt_index_is_named(cache, tmp_path):
+    (tmp_path / features.INDEX).write_text('{"names": [')
+    with pytest.raises(ValueError, match=r"features\.json:1: not valid JSON"):
+        features.load_features(tmp_path)
+
+
+def test_a_second_extraction_into_the_same_folder_stops_with_a_message(cache, tmp_path):
+    import filelock
+
+    index, extract, names = cache
+    with filelock.FileLock(tmp_path / features.LOCK):  # held as another run would
+        with pytest.raises(RuntimeError, match="another feature extraction"):
+            extract(names[::-1])
+    assert features.load_features(tmp_path)[1] == index
+
+
+def test_a_folder_of_other_files_is_refused(pictures, tmp_path):
+    (tmp_path / "holiday.jpg").write_bytes(b"mine")
+    with pytest.raises(ValueError, match="not written by this project"):
+        features.extract(pictures, tmp_path, weights=None, image_size=SMALL)
+    assert [p.name for p in tmp_path.iterdir()] == ["holiday.jpg"]
+
+
 def bad_images(folder):
     folder.mkdir()
     rgb = Image.new("RGB", (120, 80), (200, 30, 30))
@@ -153,6 +223,79 @@ def test_each_bad_image_is_decoded_or_reported(tmp_path):
         assert raw.size == (40, 100)
     rotated = features.load_image(folder / "rotated.jpg", 100)
     assert rotated.shape == (100, 100, 3)  # after exif_transpose the picture is 100x40
+
+
+def blank_png(path, width, height):
+    """A black RGB PNG written row by row: a huge picture in a tiny file, cheaply."""
+    chunks, rows = [], zlib.compressobj(9)
+    row = b"\0" + bytes(3 * width)  # filter byte + pixels
+    data = b"".join(rows.compress(row) for _ in range(height)) + rows.flush()
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    for kind, body in ((b"IHDR", header), (b"IDAT", data), (b"IEND", b"")):
+        chunk = kind + body
+        chunks.append(
+            struct.pack(">I", len(body)) + chunk + struct.pack(">I", zlib.crc32(chunk))
+        )
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"".join(chunks))
+    return path
+
+
+MEASURE = """
+import resource, sys
+from helpers import features
+idle = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+for path in sys.argv[1:]:
+    try:
+        result = features.load_image(path, 224).shape
+    except ValueError as error:
+        result = error
+    print(f"{path}: {result}")
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - idle) // 1024)
+"""
+
+
+def test_huge_pictures_stay_within_memory_bounds(tmp_path):
+    bomb = blank_png(tmp_path / "bomb.png", 9000, 9000)  # 81 Mpixels
+    assert bomb.stat().st_size < 300_000
+    just_under = blank_png(tmp_path / "under.png", 5000, 5000)  # 25 Mpixels exactly
+    phone = save(Image.new("RGB", (8000, 6000), "gray"), tmp_path / "phone.jpg")
+    result = subprocess.run(
+        [sys.executable, "-c", MEASURE, bomb, just_under, phone],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    *lines, peak_mb = result.stdout.splitlines()
+    assert "bomb.png: 9000x9000 pixels is over the 25,000,000 limit" in lines[0]
+    assert lines[1].endswith("under.png: (224, 224, 3)")
+    assert lines[2].endswith("phone.jpg: (224, 224, 3)"), "a 48 Mpixel JPEG shrinks first"
+    assert int(peak_mb) < 300, f"decoding took {peak_mb} MB over the idle process"
+
+
+def eps(path):
+    """A valid EPS picture: Pillow writes it without Ghostscript but needs it to read."""
+    Image.new("RGB", (20, 20), "red").save(path, "EPS")
+    return path
+
+
+def test_only_listed_formats_are_opened_and_no_program_is_started(tmp_path, monkeypatch):
+    from PIL import EpsImagePlugin
+
+    def no_ghostscript(*args, **kwargs):
+        raise AssertionError("Ghostscript was started")
+
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", no_ghostscript)
+    with pytest.raises(ValueError, match="not a supported image .accepted: JPEG, PNG"):
+        features.load_image(eps(tmp_path / "picture.eps"), 32)
+    Image.new("RGB", (20, 20)).save(tmp_path / "picture.tif")
+    with pytest.raises(ValueError, match="not a supported image"):
+        features.load_image(tmp_path / "picture.tif", 32)
+    for image_format in features.IMAGE_FORMATS:
+        path = save(
+            Image.new("RGB", (20, 20), "red"), tmp_path / "x", format=image_format
+        )
+        assert features.load_image(path, 8).shape == (8, 8, 3), image_format
 
 
 def test_extraction_skips_bad_files_and_keeps_going(tmp_path):

@@ -1,0 +1,54 @@
+"""Atomic writes and folder ownership: nothing we did not write is ever deleted."""
+
+import pytest
+
+from helpers import io, sample
+
+
+def test_publish_replaces_our_folder_at_once(tmp_path):
+    target = tmp_path / "out"
+    for text in ("old", "new"):
+        staging = io.staging_folder(target)
+        (staging / "result.txt").write_text(text)
+        io.publish(staging, target)
+    assert (target / "result.txt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no staging left"
+
+
+@pytest.mark.parametrize("kind", ["folder", "file"])
+def test_what_is_not_ours_is_refused_and_kept(tmp_path, kind):
+    target = tmp_path / "theirs"
+    if kind == "folder":
+        target.mkdir()
+        (target / "thesis.tex").write_text("years of work")
+    else:
+        target.write_text("years of work")
+    staging = io.staging_folder(target)
+    with pytest.raises(ValueError, match="left alone"):
+        io.publish(staging, target)
+    with pytest.raises(ValueError, match="left alone"):
+        io.remove_folder(target, "a test")
+    with pytest.raises(ValueError, match="left alone"):
+        sample.write_sample(target, 8)
+    assert (
+        "years of work"
+        in ((target / "thesis.tex") if kind == "folder" else target).read_text()
+    )
+
+
+def test_an_empty_folder_is_adopted_and_a_claimed_one_can_be_removed(tmp_path, capsys):
+    folder = tmp_path / "empty"
+    folder.mkdir()
+    io.claim_folder(folder)
+    (folder / "log.csv").write_text("epoch\n")
+    io.remove_folder(folder, "the stale run")
+    assert not folder.exists()
+    assert "removing the stale run" in capsys.readouterr().err
+
+
+def test_atomic_json_round_trip_and_bad_json_is_named(tmp_path):
+    path = io.write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
+    assert io.read_json(path) == {"x": [1, 2]}
+    path.write_text('{"x": \n[1, 2')
+    with pytest.raises(ValueError, match=r"a\.json:2: not valid JSON"):
+        io.read_json(path)
