@@ -30,7 +30,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP)
-	$(PY) -m pytest tests/ -q
+	$(PY) -m pytest tests/ -q -n 2
 
 notebooks-stripped: $(STAMP)
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb

@@ -60,7 +60,8 @@ def _check_ours(folder: Path) -> None:
     if folder.is_dir() and not (folder / OWNED).exists() and any(folder.iterdir()):
         raise ValueError(
             f"{folder}: not empty and not written by this project, so it is left "
-            "alone; choose a new or empty folder"
+            f"alone; choose a new or empty folder (outputs of versions before the "
+            f"{OWNED} marker are not recognised: move or delete them yourself)"
         )
 
 

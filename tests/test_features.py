@@ -328,6 +328,10 @@ def test_exif_rotation_is_applied(tmp_path):
     path = save(image, tmp_path / "r.jpg", exif=exif)
     decoded = features.load_image(path, 50).astype(int)
     assert decoded[25, 45].mean() > 200 and decoded[25, 5].mean() < 60
+    # Figures (the caption command's attention figure) show the picture the same way.
+    from helpers import viz
+
+    assert viz.open_picture(path).size == (100, 40)
 
 
 def run_cli(*args, **kwargs):
