@@ -1,11 +1,11 @@
-"""Decoding speed: batched greedy and beam-3 against the seed projects' loop, side by side.
+"""Decoding speed: batched greedy and beam-3 against one predict per word, side by side.
 
     python benchmarks/decode.py [--profile ci] [--images 100]
 
 Uses the trained attention model of `artifacts/<profile>/bundle/` (run the notebooks
-first) on the same test images for all three. The seed-style loop captions one image
+first) on the same test images for all three. The per-word loop captions one image
 at a time with one `model.predict` call per word, feeding the whole padded prefix as
-the seed tutorials do. Target: batched decoding at least 50x faster.
+the common Keras captioning tutorials do. Target: batched decoding at least 50x faster.
 """
 
 import argparse
@@ -20,7 +20,7 @@ from helpers.config import get_config
 from helpers.decode import Decoder
 
 
-def seed_style_greedy(model, vocabulary, image_features, max_length):
+def per_word_greedy(model, vocabulary, image_features, max_length):
     """One image, one `model.predict` per word, the prefix padded to full length."""
     end = vocabulary.ids["<end>"]
     sequence = [vocabulary.ids["<start>"]]
@@ -45,7 +45,7 @@ def main() -> int:
         "--seed-images",
         type=int,
         default=10,
-        help="images for the (slow) seed-style loop",
+        help="images for the (slow) per-word loop",
     )
     args = parser.parse_args()
     out = paths.artifacts_dir(get_config(args.profile))
@@ -68,33 +68,31 @@ def main() -> int:
         if width == 1:
             greedy = results
     subset = batch[: args.seed_images]
-    seed_style_greedy(trained.model, trained.vocabulary, subset[0], decoder.max_length)
+    per_word_greedy(trained.model, trained.vocabulary, subset[0], decoder.max_length)
     start = time.perf_counter()
     loop = [
-        seed_style_greedy(trained.model, trained.vocabulary, image, decoder.max_length)
+        per_word_greedy(trained.model, trained.vocabulary, image, decoder.max_length)
         for image in subset
     ]
-    seed_rate = len(subset) / (time.perf_counter() - start)
+    loop_rate = len(subset) / (time.perf_counter() - start)
     agree = sum(a == r["tokens"] for a, r in zip(loop, greedy))
     print(
         f"model: {args.profile} attention bundle, {len(trained.vocabulary)} words, "
         f"up to {decoder.max_length} steps, {os.cpu_count()} CPUs"
     )
     print(
-        f"seed-style loop (1 image, 1 predict per word): {seed_rate:8.2f} captions/s "
+        f"per-word loop (1 image, 1 predict per word): {loop_rate:8.2f} captions/s "
         f"({len(subset)} images)"
     )
     print(
         f"batched greedy:                                 {timings[1]:8.2f} captions/s "
-        f"({len(batch)} images) -> {timings[1] / seed_rate:6.1f}x"
+        f"({len(batch)} images) -> {timings[1] / loop_rate:6.1f}x"
     )
     print(
         f"batched beam 3:                                 {timings[3]:8.2f} captions/s "
-        f"({len(batch)} images) -> {timings[3] / seed_rate:6.1f}x"
+        f"({len(batch)} images) -> {timings[3] / loop_rate:6.1f}x"
     )
-    print(
-        f"greedy outputs agree with the seed-style loop on {agree}/{len(subset)} images"
-    )
+    print(f"greedy outputs agree with the per-word loop on {agree}/{len(subset)} images")
     return 0 if agree == len(subset) else 1
 
 

@@ -1,4 +1,4 @@
-"""Training input pipelines at Flickr8k scale: ours against the seed projects', side by side.
+"""Training input pipelines at Flickr8k scale: ours against per-prefix X1/X2/y arrays, side by side.
 
     python benchmarks/train.py [--vocabulary 2500 8800] [--steps 20] [--fraction 0.01]
 
@@ -9,7 +9,7 @@ of up to 38 words.
 - ours: one example per caption (memmap row + token ids), batches read from the memmap,
   teacher forcing over the whole caption, sparse targets with padding masked out;
 - seed: one example per caption prefix, each with its own float32 copy of the image
-  feature and a one-hot next word, as the seed tutorials build X1, X2 and y.
+  feature and a one-hot next word, as the common Keras captioning tutorials build X1, X2 and y.
 
 The seed arrays do not fit in memory at full size (they need over 100 GiB), so they are
 built for `--fraction` of the prefixes; their epoch time is projected linearly from
@@ -88,7 +88,7 @@ def run_ours(folder: Path, vocabulary: int, steps: int) -> dict:
 
 
 def seed_model(vocabulary: int):
-    """The seed tutorials' merge model, predicting one next word from a padded prefix."""
+    """The tutorials' merge model, predicting one next word from a padded prefix."""
     import keras
     from keras import layers
 

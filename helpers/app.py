@@ -21,6 +21,8 @@ import threading
 from flask import Flask, jsonify, request
 from PIL import Image
 
+from helpers.bundle import KINDS
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
 <style>
@@ -34,11 +36,7 @@ PAGE = """<!doctype html>
 <h1>Image captioning</h1>
 <form method="post" action="/" enctype="multipart/form-data">
  <input type="file" name="image" accept="image/*" required>
- <select name="decoding">
-  <option value="1">greedy</option>
-  <option value="3" selected>beam search, k = 3</option>
-  <option value="5">beam search, k = 5</option>
- </select>
+ <select name="decoding">{options}</select>
  <button type="submit">Caption it</button>
 </form>
 <p><small>Model: {model}. Uploads up to {limit} MB.</small></p>
@@ -85,8 +83,18 @@ def create_app(
         else ""
     )
 
+    # Greedy and two beam widths, with the bundle's own beam width chosen by default.
+    default = captioner.bundle.config.beam_width
+    widths = sorted({1, 3, 5, default})
+    options = "".join(
+        f'<option value="{k}"{" selected" if k == default else ""}>'
+        f"{'greedy' if k == 1 else f'beam search, k = {k}'}</option>"
+        for k in widths
+    )
+
     def page(result: str = "", status: int = 200):
         body = PAGE.format(
+            options=options,
             model=html.escape(description),
             note=note,
             limit=f"{max_upload_mb:g}",
@@ -103,11 +111,11 @@ def create_app(
         if upload is None or not upload.filename:
             raise ValueError("no file was uploaded")
         try:
-            beam = int(request.form.get("decoding", 3))
+            beam = int(request.form.get("decoding", default))
         except ValueError:
-            raise ValueError("decoding must be 1, 3 or 5") from None
-        if beam not in (1, 3, 5):
-            raise ValueError("decoding must be 1, 3 or 5")
+            beam = None
+        if beam not in widths:
+            raise ValueError(f"decoding must be one of {widths}")
         if not turns.acquire(timeout=WAIT_SECONDS):
             raise Busy()
         try:
@@ -180,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="bundle folder")
-    parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
+    parser.add_argument("--kind", default="attention", choices=KINDS)
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it local")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-upload-mb", type=float, default=8.0)

@@ -16,7 +16,7 @@ import hashlib
 from pathlib import Path
 
 from helpers.config import Config, data_description, load_config
-from helpers.io import publish, read_json, staging_folder, write_json_atomic
+from helpers.io import read_json, staged, write_json_atomic
 from helpers.text import Vocabulary
 
 KINDS = ("attention", "merge")
@@ -35,7 +35,7 @@ ENCODER_TYPES = {
 
 @dataclasses.dataclass
 class Bundle:
-    model: object  # a helpers.model.Captioner
+    model: object  # a helpers.model.CaptionDecoder
     vocabulary: Vocabulary
     config: Config
     encoder: dict  # encoder, layer, image_size, weights, grid, feature_dim
@@ -67,22 +67,22 @@ def save_bundle(
     unknown = sorted(set(models) - set(KINDS))
     if unknown:
         raise ValueError(f"unknown model kind(s) {unknown}; a bundle holds {KINDS}")
-    staging = staging_folder(folder)
-    for kind, model in models.items():
-        model.save(staging / f"{kind}.keras")
-    vocabulary.save(staging / "vocabulary.json")
-    cfg.save(staging / "config.json")
-    files = [f"{kind}.keras" for kind in sorted(models)] + PARTS
-    write_json_atomic(
-        staging / MANIFEST,
-        {
-            "encoder": encoder_identity(feature_index),
-            "models": sorted(models),
-            "files": {name: _sha256(staging / name) for name in files},
-            "trained_on": data_description(cfg),
-        },
-    )
-    return publish(staging, folder)
+    with staged(folder) as staging:
+        for kind, model in models.items():
+            model.save(staging / f"{kind}.keras")
+        vocabulary.save(staging / "vocabulary.json")
+        cfg.save(staging / "config.json")
+        files = [f"{kind}.keras" for kind in sorted(models)] + PARTS
+        write_json_atomic(
+            staging / MANIFEST,
+            {
+                "encoder": encoder_identity(feature_index),
+                "models": sorted(models),
+                "files": {name: _sha256(staging / name) for name in files},
+                "trained_on": data_description(cfg),
+            },
+        )
+    return Path(folder)
 
 
 def _sha256(path: Path) -> str:

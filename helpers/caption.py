@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from helpers.bundle import KINDS
+
 
 class Captioner:
     """Encoder + decoder from one bundle: picture files in, captions out."""
@@ -88,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="bundle folder")
-    parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
+    parser.add_argument("--kind", default="attention", choices=KINDS)
     parser.add_argument(
         "--beam",
         type=int,

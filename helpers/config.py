@@ -43,9 +43,14 @@ class Config:
     epochs: int = 20  # upper bound; early stopping usually ends sooner
     learning_rate: float = 4e-4  # Adam learning rate at the start of the schedule
     patience: int = 3  # epochs without validation improvement before stopping
+    clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
+    final_learning_rate: float = 0.1  # cosine decay ends at this fraction of the start
+    variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
+    # Fine-tuning (helpers/finetune.py): encoder block5 and decoder together
+    finetune_learning_rate_scale: float = 0.1  # times learning_rate: small steps
+    finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
     # Decoding
-    beam_width: int = 3  # default beam width for beam search
-    max_decode_length: int = 40  # hard cap on generated words
+    beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
 
     def to_json(self) -> str:
         """The resolved configuration as indented JSON."""

@@ -8,18 +8,22 @@ COCO 2014 and Karpathy split files, with every known quirk reported, never hidde
 from __future__ import annotations
 
 import argparse
-import collections
-import csv
 import dataclasses
-import io
 import json
 import random
-import re
 import sys
 from pathlib import Path
 
 from helpers import download
-from helpers.io import read_json
+from helpers.config import Config
+from helpers.formats import (
+    read_coco,
+    read_flickr30k_csv,
+    read_kaggle_csv,
+    read_karpathy,
+    read_split_file,
+    read_token_file,
+)
 from helpers.text import normalize_caption
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -37,8 +41,6 @@ SPLIT_FILES = {
     "dev": "Flickr_8k.devImages.txt",
     "test": "Flickr_8k.testImages.txt",
 }
-KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "dev", "test": "test"}
-_TOKEN_LINE = re.compile(r"^(?P<image>[^#\s]+)#(?P<index>\d+)[\t ]+(?P<caption>.*\S)\s*$")
 
 
 @dataclasses.dataclass
@@ -77,182 +79,6 @@ class Dataset:
             "vocabulary": len(vocabulary),
             "notes": self.notes,
         }
-
-
-# ---------------------------------------------------------------- readers
-
-
-def read_text(path: Path) -> str:
-    """A UTF-8 text file (a leading BOM dropped); ValueError naming the file and line."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise ValueError(f"{path}:{line}: not valid UTF-8 ({error.reason})") from None
-    if "\ufeff" in text:  # Files joined with `cat` keep the second one's BOM.
-        line = text[: text.index("\ufeff")].count("\n") + 1
-        raise ValueError(f"{path}:{line}: a byte-order mark inside the file")
-    return text
-
-
-def read_lines(path: Path):
-    """Yield (line number, text) with BOM, CRLF and surrounding blanks removed."""
-    for number, line in enumerate(io.StringIO(read_text(path), newline=None), start=1):
-        if text := line.strip():
-            yield number, text
-
-
-def read_token_file(path: Path, notes: list[str]) -> dict[str, list[str]]:
-    """Parse `<image>#<k><TAB or spaces><caption>` lines (Flickr8k and Flickr30k)."""
-    captions: dict[str, list[str]] = collections.defaultdict(list)
-    first_line: dict[tuple[str, str], int] = {}
-    duplicates = []
-    for number, text in read_lines(path):
-        match = _TOKEN_LINE.match(text)
-        if not match:
-            raise ValueError(
-                f"{path}:{number}: expected '<image>#<k><TAB><caption>', got {text[:80]!r}"
-            )
-        key = (match["image"], match["index"])
-        if key in first_line:
-            duplicates.append(f"{key[0]}#{key[1]} (lines {first_line[key]} and {number})")
-            continue
-        first_line[key] = number
-        captions[match["image"]].append(match["caption"])
-    if duplicates:
-        notes.append(
-            f"{path.name}: {len(duplicates)} duplicate caption keys, kept the first of each: "
-            + ", ".join(duplicates[:5])
-        )
-    return dict(captions)
-
-
-def read_kaggle_csv(path: Path, notes: list[str]) -> dict[str, list[str]]:
-    """Parse the Kaggle Flickr8k `captions.txt`: a real CSV with header image,caption.
-
-    A row must sit on one line: a quote left open would otherwise swallow the rest
-    of the file into one caption. Repeated rows are kept once and reported.
-    """
-    reader = csv.reader(io.StringIO(read_text(path), newline=""), strict=True)
-    captions: dict[str, list[str]] = collections.defaultdict(list)
-    first_line: dict[tuple[str, str], int] = {}
-    duplicates, header = [], None
-    line = 1  # where the next row starts
-    try:
-        for row in reader:
-            number, line = line, reader.line_num + 1
-            if reader.line_num > number:
-                raise ValueError(
-                    f"{path}:{number}: this row runs on to line {reader.line_num} "
-                    "(a quote that is never closed?)"
-                )
-            row = [field.strip() for field in row]
-            if not any(row):
-                continue
-            if header is None:
-                header = row
-                if header != ["image", "caption"]:
-                    raise ValueError(
-                        f"{path}:{number}: expected the header 'image,caption', got {row}"
-                    )
-                continue
-            if len(row) != 2 or not all(row):
-                raise ValueError(f"{path}:{number}: expected 'image,caption', got {row}")
-            if tuple(row) in first_line:
-                duplicates.append(f"{row[0]} (lines {first_line[tuple(row)]}, {number})")
-                continue
-            first_line[tuple(row)] = number
-            captions[row[0]].append(row[1])
-    except csv.Error as error:
-        raise ValueError(
-            f"{path}:{line}: {error} (a quote that is never closed?)"
-        ) from None
-    if duplicates:
-        notes.append(
-            f"{path.name}: {len(duplicates)} repeated row(s), kept the first of each: "
-            + ", ".join(duplicates[:5])
-        )
-    return dict(captions)
-
-
-def read_flickr30k_csv(path: Path, notes: list[str]) -> dict[str, list[str]]:
-    """Parse the Kaggle Flickr30k `results.csv`: `image_name| comment_number| comment`."""
-    captions: dict[str, list[str]] = collections.defaultdict(list)
-    repaired = []
-    for number, text in read_lines(path):
-        fields = [field.strip() for field in text.split("|")]
-        if number == 1 and fields[0] == "image_name":
-            continue
-        if len(fields) == 2 and re.match(r"^\d\s+\S", fields[1]):
-            # A known row lost the second delimiter: "x.jpg| 4 A dog runs ...".
-            fields = [fields[0], *fields[1].split(maxsplit=1)]
-            repaired.append(number)
-        if len(fields) != 3 or not fields[0] or not fields[2]:
-            raise ValueError(
-                f"{path}:{number}: expected 'image_name| comment_number| comment', "
-                f"got {text[:80]!r}"
-            )
-        captions[fields[0]].append(fields[2])
-    if repaired:
-        notes.append(f"{path.name}: repaired a missing '|' on lines {repaired}")
-    return dict(captions)
-
-
-def read_coco(paths: list[Path]) -> dict[str, list[str]]:
-    """Parse COCO `captions_*.json` files into file name -> captions."""
-    captions: dict[str, list[str]] = collections.defaultdict(list)
-    for path in paths:
-        images, annotations = _fields(
-            read_json(path), str(path), images=list, annotations=list
-        )
-        names = dict(
-            _fields(image, f"{path}: images[{i}]", id=int, file_name=str)
-            for i, image in enumerate(images)
-        )
-        for i, annotation in enumerate(annotations):
-            where = f"{path}: annotations[{i}]"
-            image_id, caption = _fields(annotation, where, image_id=int, caption=str)
-            if image_id not in names:
-                raise ValueError(f"{where}: image_id {image_id} names no image")
-            captions[names[image_id]].append(caption.strip())
-    return dict(captions)
-
-
-def read_karpathy(path: Path) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Parse a Karpathy `dataset_*.json` into (captions, splits)."""
-    (images,) = _fields(read_json(path), str(path), images=list)
-    captions, splits = {}, collections.defaultdict(list)
-    for i, image in enumerate(images):
-        where = f"{path}: images[{i}]"
-        split, name, sentences = _fields(
-            image, where, split=str, filename=str, sentences=list
-        )
-        if split not in KARPATHY_SPLITS:
-            raise ValueError(f"{where}: unknown split {split!r}")
-        captions[name] = [
-            _fields(sentence, f"{where}.sentences[{k}]", raw=str)[0].strip()
-            for k, sentence in enumerate(sentences)
-        ]
-        splits[KARPATHY_SPLITS[split]].append(name)
-    return captions, dict(splits)
-
-
-def _fields(item, where: str, **types) -> list:
-    """The named fields of a JSON object, each checked for presence and type."""
-    if not isinstance(item, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(item).__name__}")
-    for key, kind in types.items():
-        if not isinstance(item.get(key), kind):
-            raise ValueError(
-                f"{where}: needs {key!r} as {kind.__name__}, got {item.get(key)!r:.60}"
-            )
-    return [item[key] for key in types]
-
-
-def read_split_file(path: Path) -> list[str]:
-    """One image name per line."""
-    return [text for _, text in read_lines(path)]
 
 
 # ---------------------------------------------------------------- layouts
@@ -391,11 +217,25 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
     )
 
 
-def load_profile_dataset(cfg) -> Dataset:
-    """The dataset a profile names: its folder, with the sample generated on first use."""
-    from helpers.sample import ensure_sample
+def load_profile_dataset(cfg: Config) -> Dataset:
+    """The dataset a profile names: its folder, with the sample generated on first use.
 
-    return load_dataset(ensure_sample(cfg), seed=cfg.seed)
+    A profile with `sample_images` > 0 gets the generated sample; any other needs the
+    real data in its folder and never falls back to the sample.
+    """
+    from helpers.paths import data_dir
+    from helpers.sample import write_sample
+
+    folder = data_dir(cfg)
+    if cfg.sample_images > 0:
+        return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; "
+            "get it with `python -m helpers.data download flickr8k --to data/` "
+            "(see data/README.md)"
+        )
+    return load_dataset(folder, seed=cfg.seed)
 
 
 def seeded_split(
@@ -404,11 +244,16 @@ def seeded_split(
     """Split image names (never captions) into train/dev/test, like Flickr8k's 6:1:1."""
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)
-    held_out = max(1, round(len(shuffled) * fraction))
+    return split_in_order(shuffled, fraction)
+
+
+def split_in_order(order: list[str], fraction: float = 0.125) -> dict[str, list[str]]:
+    """test, dev and train (each sorted) from names already in random order."""
+    held_out = max(1, round(len(order) * fraction))
     return {
-        "train": sorted(shuffled[2 * held_out :]),
-        "dev": sorted(shuffled[held_out : 2 * held_out]),
-        "test": sorted(shuffled[:held_out]),
+        "train": sorted(order[2 * held_out :]),
+        "dev": sorted(order[held_out : 2 * held_out]),
+        "test": sorted(order[:held_out]),
     }
 
 

@@ -13,14 +13,17 @@ import threading
 import numpy as np
 import tensorflow as tf
 
-from helpers.text import END, PAD, START, Vocabulary
+from helpers.features import rows_of
+from helpers.text import END, END_ID, PAD, PAD_ID, START, START_ID, Vocabulary
 
 NEG_INF = -1e9
 
 
 def _log_probs(logits, vocabulary_size):
-    """Log-softmax with <pad> (0) and <start> (1) made impossible."""
-    banned = tf.one_hot([0, 1], vocabulary_size, dtype=tf.float32)  # (2, vocabulary)
+    """Log-softmax with <pad> and <start> made impossible."""
+    banned = tf.one_hot(
+        [PAD_ID, START_ID], vocabulary_size, dtype=tf.float32
+    )  # (2, vocabulary)
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocabulary)
     return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
 
@@ -35,7 +38,7 @@ def beam_search(
     features,
     beam_width: int,
     max_length: int,
-    end_id: int = 2,
+    end_id: int = END_ID,
     length_penalty: float = 1.0,
 ):
     """Beam search over a batch; beam width 1 is greedy decoding.
@@ -55,13 +58,13 @@ def beam_search(
     alphas = tf.zeros((batch, k, max_length, grid), tf.float32)
     lengths = tf.zeros((batch, k), tf.int32)
     finished = tf.zeros((batch, k), tf.bool)
-    words = tf.fill([batch * k], 1)  # <start>
+    words = tf.fill([batch * k], START_ID)
     for t in tf.range(max_length):
         # logits (batch * k, vocabulary), alpha (batch * k, grid)
         logits, alpha, state = model.step(words, state)
         log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
         # A finished beam may only continue with <pad>, at no cost.
-        pad_only = tf.one_hot(0, vocabulary_size, on_value=0.0, off_value=NEG_INF)
+        pad_only = tf.one_hot(PAD_ID, vocabulary_size, on_value=0.0, off_value=NEG_INF)
         log_probs = tf.where(finished[..., None], pad_only, log_probs)  # (batch, k, V)
         candidates = scores[..., None] + log_probs  # (batch, k, V)
         candidates = tf.reshape(candidates, (batch, -1))  # (batch, k * V)
@@ -162,8 +165,7 @@ class Decoder:
         self, features, feature_names: list[str], names: list[str], beam_width: int = 1
     ) -> dict[str, dict]:
         """Decode the images `names`, reading their rows of the feature memmap."""
-        position = {name: row for row, name in enumerate(feature_names)}
-        rows = np.array([position[name] for name in names])
+        rows = rows_of(names, feature_names)
         return dict(zip(names, self(features[rows], beam_width)))
 
 

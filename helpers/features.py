@@ -180,26 +180,6 @@ def _he_initialise(model, seed: int) -> None:
             layer.kernel.assign(initializer(layer.kernel.shape))
 
 
-def count_macs(model) -> int:
-    """Multiply-accumulates of one forward pass of one image (convolutions only)."""
-    import keras
-
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
-            _, height, width, channels_out = layer.output.shape
-            kernel_h, kernel_w = layer.kernel_size
-            total += (
-                height
-                * width
-                * channels_out
-                * kernel_h
-                * kernel_w
-                * layer.input.shape[-1]
-            )
-    return total
-
-
 def _weights_file(name: str) -> str:
     return {
         "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
@@ -388,6 +368,17 @@ def _extract(image_paths, out: Path, settings: dict, build, batch_size, progress
     write_json_atomic(out / INDEX, index)
     (out / PROGRESS).unlink()
     return index
+
+
+def rows_of(names: list[str], feature_names: list[str]) -> np.ndarray:
+    """The memmap row of each image in `names`; ValueError if some have none."""
+    position = {name: row for row, name in enumerate(feature_names)}
+    missing = [name for name in names if name not in position]
+    if missing:
+        raise ValueError(
+            f"{len(missing)} image(s) have no feature row, e.g. {missing[:3]}"
+        )
+    return np.array([position[name] for name in names], np.int64)
 
 
 def load_features(folder: str | Path) -> tuple[np.ndarray, dict]:

@@ -1,6 +1,6 @@
 """Fine-tuning end to end: VGG16's `block5` unfrozen under a trained decoder.
 
-The seed projects that fine-tune unfreeze the last CNN block. Here the encoder reads
+Tutorials that fine-tune their CNN unfreeze its last block, and so do we. Here the encoder reads
 JPEG files (not cached features), only `block5_*` layers train, the learning rate is
 a tenth of the profile's, and everything else (loss, optimiser, checkpoints, early
 stopping, resume) is `helpers.train.fit`.
@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import features, train
+from helpers.config import Config
 from helpers.model import PACKAGE
 
 
@@ -31,10 +32,10 @@ class EndToEnd(keras.Model):
         images, words = inputs  # (batch, size, size, 3), (batch, time)
         grid = self.encoder(images, training=training)  # (batch, h, w, channels)
         _, height, width, channels = self.encoder.output_shape
-        features = keras.ops.reshape(
+        cells = keras.ops.reshape(
             grid, (-1, height * width, channels)
         )  # (batch, grid, c)
-        return self.decoder((features, words), training=training)  # (batch, time, vocab)
+        return self.decoder((cells, words), training=training)  # (batch, time, vocab)
 
     def get_config(self):
         return {
@@ -56,7 +57,7 @@ def unfreeze_last_block(encoder: keras.Model, prefix: str = "block5") -> None:
         layer.trainable = layer.name.startswith(prefix)
 
 
-def image_dataset(
+def image_caption_dataset(
     paths: list[str],
     tokens: np.ndarray,
     size: int,
@@ -89,41 +90,49 @@ def image_dataset(
 def fine_tune(
     decoder: keras.Model,
     encoder_identity: dict,
-    cfg,
+    cfg: Config,
     image_paths: dict,
     captions: dict[str, list[str]],
     splits: dict[str, list[str]],
     vocabulary,
     out: str | Path,
     *,
-    epochs: int = 2,
+    epochs: int | None = None,
     max_steps: int | None = None,
     weights: str | None = None,
     verbose: int = 2,
 ):
-    """Train encoder `block5` and decoder together from images; returns (model, log)."""
+    """Train encoder `block5` and decoder together from images; returns (model, log).
+
+    `epochs` defaults to `cfg.finetune_epochs`, the learning rate is
+    `cfg.learning_rate * cfg.finetune_learning_rate_scale`.
+    """
     name, size = encoder_identity["encoder"], encoder_identity["image_size"]
+    epochs = epochs or cfg.finetune_epochs
+    table = {}  # split -> (image path of each caption, its padded token ids)
+    for split in ("train", "dev"):
+        pairs = [(image_paths[n], c) for n in splits[split] for c in captions[n]]
+        table[split] = (
+            [str(p) for p, _ in pairs],
+            vocabulary.encode_batch([c for _, c in pairs]),
+        )
     settings = {
         "fine_tune": True,
         "encoder": encoder_identity,
         "epochs": epochs,
         "max_steps": max_steps,
         "config": json.loads(cfg.to_json()),
-        "vocabulary": len(vocabulary),
+        "vocabulary": train.fingerprint(vocabulary.words),
+        "captions": train.fingerprint(
+            table["train"][0], table["train"][1], table["dev"][0], table["dev"][1]
+        ),
     }
-    table = {}  # split -> (image path of each caption, its padded token ids)
-    for split in ("train", "dev"):
-        pairs = [(image_paths[n], c) for n in splits[split] for c in captions[n]]
-        table[split] = (
-            [p for p, _ in pairs],
-            vocabulary.encode_batch([c for _, c in pairs]),
-        )
 
     def datasets(batch_size):
-        train_data = image_dataset(
+        train_data = image_caption_dataset(
             *table["train"], size, batch_size, name, True, cfg.seed
         )
-        dev_data = image_dataset(*table["dev"], size, batch_size, name)
+        dev_data = image_caption_dataset(*table["dev"], size, batch_size, name)
         if max_steps:
             train_data, dev_data = train_data.take(max_steps), dev_data.take(max_steps)
         return train_data, dev_data
@@ -141,6 +150,6 @@ def fine_tune(
         len(table["train"][0]),
         cfg,
         epochs,
-        cfg.learning_rate / 10,
+        cfg.learning_rate * cfg.finetune_learning_rate_scale,
         verbose=verbose,
     )

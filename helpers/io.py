@@ -7,6 +7,7 @@ wrong path can never delete a user's files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -83,25 +84,26 @@ def remove_folder(folder: str | Path, why: str) -> None:
         shutil.rmtree(folder)
 
 
-def staging_folder(target: str | Path) -> Path:
-    """A fresh, marked folder beside `target`, to be filled and then `publish`ed."""
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return claim_folder(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+@contextlib.contextmanager
+def staged(target: str | Path):
+    """Yield a fresh folder beside `target`; when the block ends it replaces `target`.
 
-
-def publish(staging: Path, target: str | Path) -> Path:
-    """Rename a complete `staging` folder to `target`, replacing a folder we wrote.
-
-    Readers see the old folder or the new one, never a mixture or a half.
+    Readers see the old folder or the new one, never a mixture or a half. `target` must
+    be new, empty or ours (checked first); if the block fails, the staging folder is
+    removed and `target` is untouched.
     """
     target = Path(target)
     _check_ours(target)
-    if not target.exists():
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = claim_folder(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        yield staging
+        if target.exists():
+            trash = Path(
+                tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old.")
+            )
+            target.replace(trash / target.name)
+            shutil.rmtree(trash)
         staging.replace(target)
-        return target
-    trash = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old."))
-    target.replace(trash / target.name)
-    staging.replace(target)
-    shutil.rmtree(trash)
-    return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

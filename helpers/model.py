@@ -9,8 +9,9 @@ whole caption) and by decoding (greedy and beam search, one step at a time):
 - `AttentionCaptioner`: Show, Attend and Tell with soft (additive) attention, initial
   LSTM state from the mean feature, a gating scalar on the context, dropout, and the
   doubly stochastic attention penalty.
-- `MergeCaptioner`: the seed tutorials' "merge" model (pooled image through a Dense
-  layer, added to an LSTM over the words), trained the same way, as the baseline.
+- `MergeCaptioner`: the "merge" model of the common Keras captioning tutorials (pooled
+  image through a Dense layer, added to an LSTM over the words), trained the same way,
+  as the baseline.
 """
 
 from __future__ import annotations
@@ -19,10 +20,14 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from helpers.bundle import KINDS
+from helpers.config import Config
+from helpers.text import PAD_ID
+
 PACKAGE = "captioning"
 
 
-class Captioner(keras.Model):
+class CaptionDecoder(keras.Model):
     """Shared teacher-forced loop: `call` runs `step` over every position of a caption."""
 
     recurrent_state = ("h", "c")  # the state entries that change from step to step
@@ -30,8 +35,11 @@ class Captioner(keras.Model):
     def __init__(
         self,
         vocabulary_size: int,
-        grid: int,
-        feature_dim: int,
+        grid: int = 196,
+        feature_dim: int = 512,
+        embedding_dim: int = 256,
+        units: int = 512,
+        dropout: float = 0.5,
         feature_mean=None,
         feature_variance=None,
         **kwargs,
@@ -42,6 +50,7 @@ class Captioner(keras.Model):
             grid,
             feature_dim,
         )
+        self.embedding_dim, self.units, self.dropout_rate = embedding_dim, units, dropout
         # Features are standardised per channel with statistics of the training split.
         zeros, ones = np.zeros(feature_dim), np.ones(feature_dim)
         self.feature_mean = np.asarray(
@@ -78,36 +87,26 @@ class Captioner(keras.Model):
             "vocabulary_size": self.vocabulary_size,
             "grid": self.grid,
             "feature_dim": self.feature_dim,
+            "embedding_dim": self.embedding_dim,
+            "units": self.units,
+            "dropout": self.dropout_rate,
             "feature_mean": self.feature_mean.tolist(),
             "feature_variance": self.feature_variance.tolist(),
         }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class AttentionCaptioner(Captioner):
+class AttentionCaptioner(CaptionDecoder):
     """LSTM decoder with soft attention over the feature grid (Xu et al., 2015)."""
 
     def __init__(
-        self,
-        vocabulary_size: int,
-        grid: int = 196,
-        feature_dim: int = 512,
-        embedding_dim: int = 256,
-        units: int = 512,
-        attention_dim: int = 256,
-        dropout: float = 0.5,
-        attention_penalty: float = 1.0,
-        **kwargs,
+        self, *args, attention_dim: int = 256, attention_penalty: float = 1.0, **kwargs
     ):
-        super().__init__(vocabulary_size, grid, feature_dim, **kwargs)
-        self.embedding_dim, self.units, self.attention_dim = (
-            embedding_dim,
-            units,
-            attention_dim,
-        )
-        self.dropout_rate, self.attention_penalty = dropout, attention_penalty
+        super().__init__(*args, **kwargs)
+        self.attention_dim, self.attention_penalty = attention_dim, attention_penalty
+        units = self.units
         self.embedding = layers.Embedding(
-            vocabulary_size, embedding_dim, name="embedding"
+            self.vocabulary_size, self.embedding_dim, name="embedding"
         )
         self.init_h = layers.Dense(units, activation="tanh", name="init_h")
         self.init_c = layers.Dense(units, activation="tanh", name="init_c")
@@ -116,8 +115,10 @@ class AttentionCaptioner(Captioner):
         self.score = layers.Dense(1, name="attend_score")
         self.gate = layers.Dense(1, activation="sigmoid", name="context_gate")
         self.cell = layers.LSTMCell(units, name="lstm")
-        self.dropout = layers.Dropout(dropout)
-        self.output_layer = layers.Dense(vocabulary_size, dtype="float32", name="logits")
+        self.dropout = layers.Dropout(self.dropout_rate)
+        self.output_layer = layers.Dense(
+            self.vocabulary_size, dtype="float32", name="logits"
+        )
 
     def initial_state(self, features, training=False):
         features = self.normalize(features)  # (batch, grid, feature_dim)
@@ -161,7 +162,7 @@ class AttentionCaptioner(Captioner):
         """
         if not self.attention_penalty:
             return
-        real = ops.not_equal(words, 0)  # (batch, time), False on padding
+        real = ops.not_equal(words, PAD_ID)  # (batch, time), False on padding
         mask = ops.cast(real, alphas.dtype)[..., None]  # (batch, time, 1)
         coverage = ops.sum(alphas * mask, axis=1)  # (batch, grid)
         steps = ops.sum(mask, axis=1)  # (batch, 1)
@@ -172,39 +173,28 @@ class AttentionCaptioner(Captioner):
     def get_config(self):
         return {
             **super().get_config(),
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
             "attention_dim": self.attention_dim,
-            "dropout": self.dropout_rate,
             "attention_penalty": self.attention_penalty,
         }
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class MergeCaptioner(Captioner):
-    """The seed projects' merge model: image and words meet after the LSTM."""
+class MergeCaptioner(CaptionDecoder):
+    """The tutorials' merge model: image and words meet after the LSTM."""
 
-    def __init__(
-        self,
-        vocabulary_size: int,
-        grid: int = 196,
-        feature_dim: int = 512,
-        embedding_dim: int = 256,
-        units: int = 256,
-        dropout: float = 0.5,
-        **kwargs,
-    ):
-        super().__init__(vocabulary_size, grid, feature_dim, **kwargs)
-        self.embedding_dim, self.units, self.dropout_rate = embedding_dim, units, dropout
-        self.image_dropout = layers.Dropout(dropout)
+    def __init__(self, *args, units: int = 256, **kwargs):
+        super().__init__(*args, units=units, **kwargs)
+        self.image_dropout = layers.Dropout(self.dropout_rate)
         self.image_dense = layers.Dense(units, activation="relu", name="image_dense")
         self.embedding = layers.Embedding(
-            vocabulary_size, embedding_dim, name="embedding"
+            self.vocabulary_size, self.embedding_dim, name="embedding"
         )
-        self.word_dropout = layers.Dropout(dropout)
+        self.word_dropout = layers.Dropout(self.dropout_rate)
         self.cell = layers.LSTMCell(units, name="lstm")
         self.decoder_dense = layers.Dense(units, activation="relu", name="decoder_dense")
-        self.output_layer = layers.Dense(vocabulary_size, dtype="float32", name="logits")
+        self.output_layer = layers.Dense(
+            self.vocabulary_size, dtype="float32", name="logits"
+        )
 
     def initial_state(self, features, training=False):
         pooled = ops.mean(self.normalize(features), axis=1)  # (batch, feature_dim)
@@ -223,24 +213,16 @@ class MergeCaptioner(Captioner):
         # Zero weights: this model has no attention to show.
         return logits, state["no_attention"], {**state, "h": h, "c": c}
 
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "dropout": self.dropout_rate,
-        }
-
 
 def build(
     kind: str,
-    cfg,
+    cfg: Config,
     vocabulary_size: int,
     feature_shape: tuple[int, int],
     feature_mean: np.ndarray,
     feature_variance: np.ndarray,
-) -> Captioner:
-    """The model named `kind` ("attention" or "merge") sized by the config."""
+) -> CaptionDecoder:
+    """The model named `kind` (one of `bundle.KINDS`) sized by the config."""
     grid, feature_dim = feature_shape
     common = dict(
         vocabulary_size=vocabulary_size,
@@ -260,4 +242,4 @@ def build(
         )
     if kind == "merge":
         return MergeCaptioner(**common)
-    raise ValueError(f"Unknown model kind {kind!r}; choose 'attention' or 'merge'")
+    raise ValueError(f"Unknown model kind {kind!r}; choose one of {KINDS}")

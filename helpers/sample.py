@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from helpers.data import SPLIT_FILES
-from helpers.io import publish, read_json, staging_folder
+from helpers.data import SPLIT_FILES, split_in_order
+from helpers.io import read_json, staged
 
 COLOURS = {
     "red": (210, 40, 40),
@@ -186,52 +186,35 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
     settings = {"images": images, "seed": seed}
     if marker.exists() and read_json(marker) == settings:
         return out
-    staging = staging_folder(out)
-    (staging / "Flicker8k_Dataset").mkdir()
-    (staging / "Flickr8k_text").mkdir()
-    rng = random.Random(seed)
-    names, token_lines = [], []
-    for index in range(images):
-        name = f"{index + 1:05d}_{rng.getrandbits(40):010x}.jpg"
-        picture, captions = make_picture(rng)
-        picture.save(staging / "Flicker8k_Dataset" / name, quality=90)
-        names.append(name)
-        token_lines += [f"{name}#{k}\t{caption}" for k, caption in enumerate(captions)]
-    # The real token file has captions for a '<name>.jpg.1' key that has no image.
-    token_lines += [line.replace(".jpg#", ".jpg.1#", 1) for line in token_lines[:5]]
-    (staging / "Flickr8k_text" / "Flickr8k.token.txt").write_text(
-        "\n".join(token_lines) + "\n"
-    )
-    order = rng.sample(names, len(names))
-    held_out = max(1, round(images / 8))
-    unsplit = max(1, images // 100)
-    splits = {
-        "test": order[:held_out],
-        "dev": order[held_out : 2 * held_out],
-        "train": order[2 * held_out : len(order) - unsplit],
-    }
-    for split, file in SPLIT_FILES.items():
-        (staging / "Flickr8k_text" / file).write_text(
-            "\n".join(sorted(splits[split])) + "\n"
+    with staged(out) as staging:
+        (staging / "Flicker8k_Dataset").mkdir()
+        (staging / "Flickr8k_text").mkdir()
+        rng = random.Random(seed)
+        names, token_lines = [], []
+        for index in range(images):
+            name = f"{index + 1:05d}_{rng.getrandbits(40):010x}.jpg"
+            picture, captions = make_picture(rng)
+            picture.save(staging / "Flicker8k_Dataset" / name, quality=90)
+            names.append(name)
+            token_lines += [
+                f"{name}#{k}\t{caption}" for k, caption in enumerate(captions)
+            ]
+        # The real token file has captions for a '<name>.jpg.1' key that has no image.
+        token_lines += [line.replace(".jpg#", ".jpg.1#", 1) for line in token_lines[:5]]
+        (staging / "Flickr8k_text" / "Flickr8k.token.txt").write_text(
+            "\n".join(token_lines) + "\n"
         )
-    (staging / "sample.json").write_text(json.dumps(settings))
-    return publish(staging, out)
-
-
-def ensure_sample(cfg) -> Path:
-    """The profile's dataset folder, generating the sample if the profile uses one."""
-    from helpers.paths import data_dir
-
-    folder = data_dir(cfg)
-    if cfg.sample_images > 0:
-        return write_sample(folder, cfg.sample_images, cfg.seed)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; "
-            "get it with `python -m helpers.data download flickr8k --to data/` "
-            "(see data/README.md)"
-        )
-    return folder
+        order = rng.sample(names, len(names))
+        splits = split_in_order(order)
+        # Like the real lists, a few images (the last of the order) are in no split.
+        unsplit = set(order[len(order) - max(1, images // 100) :])
+        splits["train"] = [name for name in splits["train"] if name not in unsplit]
+        for split, file in SPLIT_FILES.items():
+            (staging / "Flickr8k_text" / file).write_text(
+                "\n".join(sorted(splits[split])) + "\n"
+            )
+        (staging / "sample.json").write_text(json.dumps(settings))
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ def normalize_caption(
     """Lowercase, strip punctuation (and digits), collapse spaces.
 
     One-letter words such as "a" are kept by default: the references keep them, so
-    dropping them (as the seed tutorials do with ``min_word_length=2`` and
+    dropping them (as the common Keras captioning tutorials do with ``min_word_length=2`` and
     ``alphabetic_only=True``) costs BLEU for no gain.
     """
     text = text.lower().translate(_PUNCTUATION)
@@ -47,7 +47,8 @@ def words(text: str) -> list[str]:
 
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
-SPECIAL = (PAD, START, END, UNK)  # ids 0, 1, 2, 3
+SPECIAL = (PAD, START, END, UNK)  # always the first four words
+PAD_ID, START_ID, END_ID, UNK_ID = range(len(SPECIAL))  # so their ids are fixed
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,8 +18,10 @@ import numpy as np
 import tensorflow as tf
 
 from helpers import model as models
+from helpers.config import Config
+from helpers.features import rows_of
 from helpers.io import claim_folder, read_json, remove_folder, write_json_atomic
-from helpers.text import Vocabulary
+from helpers.text import PAD_ID, Vocabulary
 
 
 def caption_table(
@@ -29,15 +31,9 @@ def caption_table(
     feature_names: list[str],
 ) -> tuple[np.ndarray, np.ndarray]:
     """(rows, tokens): the memmap row of each caption's image and its padded ids."""
-    position = {name: row for row, name in enumerate(feature_names)}
-    missing = [name for name in names if name not in position]
-    if missing:
-        raise ValueError(
-            f"{len(missing)} image(s) have no feature row, e.g. {missing[:3]}"
-        )
-    pairs = [(position[name], caption) for name in names for caption in captions[name]]
-    rows = np.array([row for row, _ in pairs], np.int64)
-    return rows, vocabulary.encode_batch([caption for _, caption in pairs])
+    image_rows = rows_of(names, feature_names)
+    rows = np.repeat(image_rows, [len(captions[name]) for name in names])
+    return rows, vocabulary.encode_batch([c for name in names for c in captions[name]])
 
 
 def fingerprint(*parts) -> str:
@@ -52,8 +48,10 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()[:16]
 
 
-def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256):
-    """Per-channel mean and variance over the given rows, read in chunks."""
+def feature_statistics(
+    features: np.ndarray, rows: np.ndarray, floor: float = 1e-6, chunk: int = 256
+):
+    """Per-channel mean and variance (at least `floor`) over the given rows, in chunks."""
     rows = np.unique(rows)
     total = np.zeros(features.shape[-1])
     squares = np.zeros(features.shape[-1])
@@ -63,7 +61,7 @@ def feature_statistics(features: np.ndarray, rows: np.ndarray, chunk: int = 256)
         squares += (block**2).sum(axis=(0, 1))
     count = len(rows) * features.shape[1]
     mean = total / count
-    return mean.astype(np.float32), np.maximum(squares / count - mean**2, 1e-6).astype(
+    return mean.astype(np.float32), np.maximum(squares / count - mean**2, floor).astype(
         np.float32
     )
 
@@ -74,7 +72,7 @@ def teacher_forcing(images_or_features, tokens):
     The weights are 0 on padding, so padding never contributes to the loss.
     """
     inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (batch, time) each
-    weights = tf.cast(tf.not_equal(targets, 0), tf.float32)
+    weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
     return (images_or_features, inputs), targets, weights
 
 
@@ -138,7 +136,7 @@ def best_so_far(log: Path, monitor: str = "val_loss") -> float | None:
 
 def train(
     kind: str,
-    cfg,
+    cfg: Config,
     features: np.ndarray,
     feature_names: list[str],
     captions: dict[str, list[str]],
@@ -188,7 +186,7 @@ def train(
         )
 
     def build():
-        mean, variance = feature_statistics(features, train_rows)
+        mean, variance = feature_statistics(features, train_rows, cfg.variance_floor)
         return models.build(
             kind, cfg, len(vocabulary), features.shape[1:], mean, variance
         )
@@ -213,7 +211,7 @@ def fit(
     build,
     datasets,
     examples: int,
-    cfg,
+    cfg: Config,
     epochs: int,
     learning_rate: float,
     extra_callbacks=(),
@@ -247,10 +245,10 @@ def fit(
     with strategy.scope():
         model = build()
         schedule = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=steps * epochs, alpha=0.1
+            learning_rate, decay_steps=steps * epochs, alpha=cfg.final_learning_rate
         )
         model.compile(
-            optimizer=keras.optimizers.Adam(schedule, clipnorm=5.0),
+            optimizer=keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
             loss=masked_loss(),
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             # XLA ("auto") made a CPU epoch of the ci attention model 24% slower

@@ -176,3 +176,15 @@ def test_upload_in_a_real_browser(app, tmp_path):
             browser.close()
     finally:
         server.shutdown()
+
+
+def test_the_bundles_beam_width_is_the_default(tiny_bundle):
+    import dataclasses
+
+    captioner = Captioner(tiny_bundle[0])
+    config = dataclasses.replace(captioner.bundle.config, beam_width=4)
+    captioner.bundle = dataclasses.replace(captioner.bundle, config=config)
+    client = create_app(captioner).test_client()
+    assert b'<option value="4" selected>beam search, k = 4' in client.get("/").data
+    answer = post(client, jpeg(), path="/api/caption", decoding="2")
+    assert answer.status_code == 400 and "[1, 3, 4, 5]" in answer.get_json()["error"]

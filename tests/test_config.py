@@ -1,10 +1,11 @@
+import dataclasses
 import json
 import os
 
 import pytest
 
 from helpers import paths
-from helpers.config import PRESETS, get_config, load_config
+from helpers.config import PRESETS, Config, get_config, load_config
 
 
 def test_profile_comes_from_the_environment(monkeypatch):
@@ -90,3 +91,11 @@ def test_the_first_output_says_what_the_run_looks_at():
     assert "resnet50 conv5_block3_out" in describe(get_config("ci", encoder="resnet50"))
     assert "make flickr8k" in sample_model_note(get_config("ci"))
     assert sample_model_note(get_config("flickr8k")) is None
+
+
+def test_every_config_field_is_read_somewhere():
+    """A field nobody reads would tell the user a setting exists that changes nothing."""
+    sources = [*(paths.ROOT / "helpers").glob("*.py"), *paths.NOTEBOOKS.glob("*.ipynb")]
+    code = "".join(p.read_text() for p in sources if p.name != "config.py")
+    unread = [f.name for f in dataclasses.fields(Config) if f"cfg.{f.name}" not in code]
+    assert not unread

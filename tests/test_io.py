@@ -5,12 +5,15 @@ import pytest
 from helpers import io, sample
 
 
-def test_publish_replaces_our_folder_at_once(tmp_path):
+def test_a_staged_folder_replaces_ours_at_once_or_not_at_all(tmp_path):
     target = tmp_path / "out"
     for text in ("old", "new"):
-        staging = io.staging_folder(target)
-        (staging / "result.txt").write_text(text)
-        io.publish(staging, target)
+        with io.staged(target) as staging:
+            (staging / "result.txt").write_text(text)
+    assert (target / "result.txt").read_text() == "new"
+    with pytest.raises(KeyboardInterrupt), io.staged(target) as staging:
+        (staging / "result.txt").write_text("half")
+        raise KeyboardInterrupt
     assert (target / "result.txt").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no staging left"
 
@@ -23,9 +26,8 @@ def test_what_is_not_ours_is_refused_and_kept(tmp_path, kind):
         (target / "thesis.tex").write_text("years of work")
     else:
         target.write_text("years of work")
-    staging = io.staging_folder(target)
-    with pytest.raises(ValueError, match="left alone"):
-        io.publish(staging, target)
+    with pytest.raises(ValueError, match="left alone"), io.staged(target):
+        pass
     with pytest.raises(ValueError, match="left alone"):
         io.remove_folder(target, "a test")
     with pytest.raises(ValueError, match="left alone"):
