@@ -45,7 +45,7 @@ def test_vgg16_block5_conv3_is_196_by_512_float16(pictures, tmp_path):
     assert (
         index["names"] == list(two) and index["weights"] == "random-he-normal(seed=1234)"
     )
-    assert np.abs(array).sum() > 0
+    assert np.count_nonzero(array) > 0  # the random encoder does not output all zeros
 
 
 def test_rows_follow_the_given_order(pictures, tmp_path):
