@@ -34,7 +34,9 @@ class Captioner:
         self.encoder_name = self.bundle.encoder["encoder"]
         self.image_size = self.bundle.encoder["image_size"]
         self.encoder = features.encoder_from_identity(self.bundle.encoder, weights)
-        self.decoder = Decoder(self.bundle.model, self.bundle.vocabulary)
+        self.decoder = Decoder.from_config(
+            self.bundle.model, self.bundle.vocabulary, self.bundle.config
+        )
         # Said wherever the model is used: a sample model cannot describe photographs.
         self.note = sample_model_note(self.bundle.config)
 

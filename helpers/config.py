@@ -51,6 +51,8 @@ class Config:
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
     # Decoding
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
+    length_penalty: float = 1.0  # beam pick: log-probability / length ** this (0: sum)
+    block_repeated_trigrams: bool = False  # no word trigram twice in one caption
 
     def to_json(self) -> str:
         """The resolved configuration as indented JSON."""

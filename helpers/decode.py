@@ -2,28 +2,37 @@
 
 Many images go through one call; each step is one `model.step` for the whole batch
 (times the beam width), never one `model.predict` per word. Decoding stops on the
-exact `<end>` id and never emits `<pad>` or `<start>`.
+exact `<end>` id and never emits `<pad>`, `<start>` or `<unk>`: a model trained with
+rare words mapped to `<unk>` learns to predict it often (on Flickr8k it fills most
+test captions), so its logit is masked at decode time, as are the other two.
+Two optional guards against degenerate captions follow common practice in
+captioning and translation: a length penalty on the final pick and no repeated
+word trigram within a caption.
 """
 
 from __future__ import annotations
 
 import functools
 import threading
+from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
 from helpers.features import rows_of
-from helpers.text import END, END_ID, PAD, PAD_ID, START, START_ID, Vocabulary
+from helpers.text import END, END_ID, PAD, PAD_ID, START, START_ID, UNK_ID, Vocabulary
+
+if TYPE_CHECKING:
+    from helpers.config import Config
 
 NEG_INF = -1e9
 
 
 def _log_probs(logits, vocabulary_size):
-    """Log-softmax with <pad> and <start> made impossible."""
+    """Log-softmax with <pad>, <start> and <unk> made impossible."""
     banned = tf.one_hot(
-        [PAD_ID, START_ID], vocabulary_size, dtype=tf.float32
-    )  # (2, vocabulary)
+        [PAD_ID, START_ID, UNK_ID], vocabulary_size, dtype=tf.float32
+    )  # (3, vocabulary)
     log_probs = tf.nn.log_softmax(tf.cast(logits, tf.float32))  # (batch, vocabulary)
     return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
 
@@ -33,6 +42,33 @@ def _take(values, origin):
     return tf.gather(values, origin, batch_dims=1)
 
 
+def _repeated_trigrams(tokens, t, vocabulary_size):
+    """(batch, k, V) 1.0 where a word would repeat a trigram of its beam, else 0.0.
+
+    `tokens` (batch, k, max_length) holds each beam's words before step `t`. A word w
+    is banned when (word t-2, word t-1, w) already occurred at some j, j+1, j+2 < t.
+    """
+    batch, k, max_length = tf.unstack(tf.shape(tokens))
+    last_two = tf.gather(tokens, tf.maximum([t - 2, t - 1], 0), axis=2)  # (batch, k, 2)
+    match = (
+        tf.equal(tokens[..., :-2], last_two[..., :1])
+        & tf.equal(tokens[..., 1:-1], last_two[..., 1:])
+        & (tf.range(2, max_length) < t)  # the whole earlier trigram lies before t
+    )  # (batch, k, max_length - 2)
+    b, beam = tf.meshgrid(tf.range(batch), tf.range(k), indexing="ij")  # (batch, k)
+    positions = tf.shape(match)[2]
+    index = tf.stack(
+        [
+            tf.tile(b[..., None], [1, 1, positions]),
+            tf.tile(beam[..., None], [1, 1, positions]),
+            tokens[..., 2:],  # the word that followed
+        ],
+        axis=-1,
+    )  # (batch, k, max_length - 2, 3)
+    counts = tf.scatter_nd(index, tf.cast(match, tf.float32), [batch, k, vocabulary_size])
+    return tf.minimum(counts, 1.0)  # (batch, k, V)
+
+
 def beam_search(
     model,
     features,
@@ -40,12 +76,15 @@ def beam_search(
     max_length: int,
     end_id: int = END_ID,
     length_penalty: float = 1.0,
+    block_repeated_trigrams: bool = False,
 ):
     """Beam search over a batch; beam width 1 is greedy decoding.
 
     Returns tokens (batch, max_length), the chosen beam's score (sum of log
-    probabilities divided by length ** length_penalty), its length (words including
-    <end>) and attention weights (batch, max_length, grid). Padding follows <end>.
+    probabilities divided by length ** length_penalty: 1 is the score per word, 0 the
+    plain sum, which favours short captions), its length (words including <end>) and
+    attention weights (batch, max_length, grid). Padding follows <end>. With
+    `block_repeated_trigrams` no beam repeats a word trigram.
     """
     features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
     batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
@@ -63,6 +102,9 @@ def beam_search(
         # logits (batch * k, vocabulary), alpha (batch * k, grid)
         logits, alpha, state = model.step(words, state)
         log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
+        if block_repeated_trigrams:
+            repeats = _repeated_trigrams(tokens, t, vocabulary_size)  # (batch, k, V)
+            log_probs += NEG_INF * repeats
         # A finished beam may only continue with <pad>, at no cost.
         pad_only = tf.one_hot(PAD_ID, vocabulary_size, on_value=0.0, off_value=NEG_INF)
         log_probs = tf.where(finished[..., None], pad_only, log_probs)  # (batch, k, V)
@@ -107,6 +149,8 @@ class Decoder:
         vocabulary: Vocabulary,
         max_length: int | None = None,
         batch_size: int = 128,
+        length_penalty: float = 1.0,
+        block_repeated_trigrams: bool = False,
     ):
         if (
             vocabulary.words[:3] != (PAD, START, END)
@@ -114,9 +158,23 @@ class Decoder:
         ):
             raise ValueError("the vocabulary does not match the model")
         self.model, self.vocabulary, self.batch_size = model, vocabulary, batch_size
+        self.guards = {
+            "length_penalty": length_penalty,
+            "block_repeated_trigrams": block_repeated_trigrams,
+        }
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
         self._compiled = {}
         self._lock = threading.Lock()  # the web page decodes on several threads
+
+    @classmethod
+    def from_config(cls, model, vocabulary: Vocabulary, cfg: Config) -> Decoder:
+        """A decoder with the configuration's guards (length penalty, trigrams)."""
+        return cls(
+            model,
+            vocabulary,
+            length_penalty=cfg.length_penalty,
+            block_repeated_trigrams=cfg.block_repeated_trigrams,
+        )
 
     def _function(self, beam_width: int):
         with self._lock:
@@ -127,13 +185,16 @@ class Decoder:
     def _compile(self, beam_width: int):
         # An unknown batch size in the signature keeps every loop shape fixed.
         signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
+        # A partial, not a lambda: tf.function would count every decoder's lambda as
+        # one function retraced and warn about it.
         return tf.function(
-            lambda features: beam_search(
+            functools.partial(
+                beam_search,
                 self.model,
-                features,
-                beam_width,
-                self.max_length,
-                self.vocabulary.ids[END],
+                beam_width=beam_width,
+                max_length=self.max_length,
+                end_id=self.vocabulary.ids[END],
+                **self.guards,
             ),
             input_signature=[signature],
         )
@@ -175,11 +236,12 @@ def beam_trace(
     features,
     beam_width: int = 3,
     max_length: int | None = None,
+    block_repeated_trigrams: bool = False,
 ) -> list[list[dict]]:
     """Beam search on one image in plain Python, keeping the beams of every step.
 
-    For teaching (notebook 05): the rules of `beam_search` (no <pad> or <start>, a
-    finished beam is carried unchanged, the final pick is the best score per word), so
+    For teaching (notebook 05): the rules of `beam_search` (no <pad>, <start> or
+    <unk>, a finished beam is carried unchanged, optionally no repeated trigram), so
     `best_beam` of the last step is the compiled decoder's caption. Each step lists
     the surviving beams, best first: {"words", "score" (sum of log-probabilities),
     "finished"}.
@@ -198,6 +260,10 @@ def beam_trace(
             previous = ids[-1] if ids else vocabulary.ids[START]
             logits, _, next_state = model.step(tf.constant([previous]), state)
             log_probs = _log_probs(logits, model.vocabulary_size).numpy()[0]  # (vocab,)
+            if block_repeated_trigrams:
+                for j in range(len(ids) - 2):
+                    if ids[j : j + 2] == ids[-2:]:
+                        log_probs[ids[j + 2]] = NEG_INF
             for word in np.argsort(-log_probs)[:beam_width]:
                 candidates.append(
                     (ids + [int(word)], score + float(log_probs[word]), next_state)
@@ -218,6 +284,8 @@ def beam_trace(
     return steps
 
 
-def best_beam(beams: list[dict]) -> dict:
-    """The beam `beam_search` returns: the best score per word, <end> counted."""
-    return max(beams, key=lambda beam: beam["score"] / len(beam["words"]))
+def best_beam(beams: list[dict], length_penalty: float = 1.0) -> dict:
+    """The beam `beam_search` returns: the best score / length ** length_penalty."""
+    return max(
+        beams, key=lambda beam: beam["score"] / len(beam["words"]) ** length_penalty
+    )

@@ -102,6 +102,67 @@ def test_stops_at_end_and_never_emits_pad_or_start():
         assert result["text"] == "c" and result["attention"].shape == (1, 3)
 
 
+def test_unk_is_never_emitted_even_when_the_model_prefers_it():
+    chain = Chain(
+        {
+            ("<start>", "<unk>"): 0.7,
+            ("<start>", "a"): 0.3,
+            ("<unk>", "<end>"): 1.0,
+            ("a", "<unk>"): 0.8,
+            ("a", "<end>"): 0.2,
+        }
+    )
+    for width in (1, 2, 3):
+        assert Decoder(chain, VOCABULARY)(FEATURES, width)[0]["text"] == "a"
+        trace = beam_trace(chain, VOCABULARY, FEATURES[0], beam_width=width)
+        assert all("<unk>" not in b["words"] for step in trace for b in step)
+
+
+LOOP = Chain(
+    {
+        ("<start>", "a"): 1.0,
+        ("a", "b"): 0.9,
+        ("a", "<end>"): 0.1,
+        ("b", "a"): 0.9,
+        ("b", "<end>"): 0.1,
+    }
+)
+
+
+def test_repeated_trigrams_are_blocked_only_when_asked():
+    assert Decoder(LOOP, VOCABULARY, max_length=8)(FEATURES, 2)[0]["text"] == (
+        "a b a b a b a b"
+    )
+    cfg = types.SimpleNamespace(length_penalty=1.0, block_repeated_trigrams=True)
+    blocked = Decoder.from_config(LOOP, VOCABULARY, cfg)
+    for width in (1, 2, 3):
+        # "a b a b" + "a" would repeat "a b a": <end> is the best word left.
+        assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a b"] * 2
+        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, True)
+        assert best_beam(trace[-1])["words"] == ["a", "b", "a", "b", "<end>"]
+
+
+def test_length_penalty_chooses_between_a_short_and_a_long_caption():
+    # Final beams: "b c" (p 0.36, 3 words with <end>), "a" (0.30, 2), "a b c" (0.27, 4).
+    chain = Chain(
+        {
+            ("<start>", "a"): 0.6,
+            ("<start>", "b"): 0.4,
+            ("a", "<end>"): 0.5,
+            ("a", "b"): 0.5,
+            ("b", "c"): 0.9,
+            ("b", "<end>"): 0.1,
+            ("c", "<end>"): 1.0,
+        }
+    )
+    for penalty, expected in ((0.0, "b c"), (0.5, "b c"), (1.0, "a b c")):
+        result = Decoder(chain, VOCABULARY, length_penalty=penalty)(FEATURES, 3)[0]
+        assert result["text"] == expected, penalty
+        trace = beam_trace(chain, VOCABULARY, FEATURES[0], beam_width=3)
+        assert " ".join(best_beam(trace[-1], penalty)["words"][:-1]) == expected
+    assert result["score"] == pytest.approx(np.log(0.27) / 4, abs=1e-5)
+
+
 def test_maximum_length_caps_a_caption_without_end():
     chain = Chain({("<start>", "a"): 1.0, ("a", "a"): 1.0})
     result = Decoder(chain, VOCABULARY, max_length=4)(FEATURES, 2)[0]
@@ -125,7 +186,7 @@ def reference_greedy(model, features, max_length):
         for _ in range(max_length):
             logits, _, state = model.step(tf.constant([word]), state)
             logits = logits.numpy()[0]
-            logits[:2] = -np.inf  # never <pad> or <start>
+            logits[[0, 1, 3]] = -np.inf  # never <pad>, <start> or <unk>
             word = int(np.argmax(logits))
             if word == 2:
                 break
