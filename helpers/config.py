@@ -46,6 +46,7 @@ class Config:
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     final_learning_rate: float = 0.1  # cosine decay ends at this fraction of the start
     variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
+    deterministic: bool = False  # deterministic ops: the same weights every run, slower
     # Fine-tuning (helpers/finetune.py): encoder block5 and decoder together
     finetune_learning_rate_scale: float = 0.1  # times learning_rate: small steps
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice

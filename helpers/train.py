@@ -235,6 +235,8 @@ def fit(
     claim_folder(out)
     write_json_atomic(out / "settings.json", settings)
     keras.utils.set_random_seed(cfg.seed)
+    if cfg.deterministic:  # for the whole process: TensorFlow cannot switch it off
+        tf.config.experimental.enable_op_determinism()
     gpu = bool(tf.config.list_physical_devices("GPU"))
     if gpu:
         keras.mixed_precision.set_global_policy("mixed_float16")

@@ -1,6 +1,9 @@
 """Training data pipeline, resume after an interrupted fit, reuse of a finished run."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -197,3 +200,43 @@ def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     # Colour is only in the features: the real model must beat the blind one on dev.
     assert min(r["val_loss"] for r in log) < min(r["val_loss"] for r in blind) - 0.1
+
+
+REPRODUCE = """
+import sys
+import numpy as np
+from tensorflow.python.framework import config  # is_op_determinism_enabled is not public
+sys.path.insert(0, sys.argv[1])
+from test_train import CFG, tiny_corpus
+from helpers import train
+features, names, captions, splits, vocabulary = tiny_corpus()
+cfg = CFG.__class__(**{**CFG.__dict__, "deterministic": True, "epochs": 2})
+model, _ = train.train(
+    "attention", cfg, features, names, captions, splits, vocabulary, sys.argv[2],
+    verbose=0,
+)
+assert config.is_op_determinism_enabled()
+np.savez(sys.argv[3], *model.get_weights())
+"""
+
+
+def test_deterministic_runs_give_identical_weights(tmp_path):
+    runs = []
+    for run in ("a", "b"):  # separate processes: nothing shared but the code and seed
+        weights = tmp_path / f"{run}.npz"
+        subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                REPRODUCE,
+                str(Path(__file__).parent),
+                str(tmp_path / run),
+                str(weights),
+            ],
+            check=True,
+            timeout=300,
+        )
+        runs.append(np.load(weights))
+    assert len(runs[0].files) > 5
+    for name in runs[0].files:
+        np.testing.assert_array_equal(runs[0][name], runs[1][name])
