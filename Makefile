@@ -2,7 +2,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# `make flickr8k EXTRAS=dev,gpu` on Linux with an NVIDIA GPU (pyproject.toml's gpu extra)
+EXTRAS ?= dev
+STAMP := $(VENV)/.installed-$(EXTRAS)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
@@ -11,7 +13,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
 	$(PY) -m helpers.run --register-kernel
 	touch $(STAMP)
 
