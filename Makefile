@@ -42,13 +42,17 @@ nbval: $(STAMP)
 	  --nbval-current-env --nbval-cell-timeout=900 --nbval-kernel-startup-timeout=120 \
 	  -x -v --durations=0
 
-# The full run on real Flickr8k with ImageNet VGG16 (a GPU machine with internet).
+# The full run on real Flickr8k with ImageNet VGG16 (a GPU machine with internet;
+# FLICKR8K_PROFILE=flickr8k-cpu on a CPU). The device is checked before any download.
+FLICKR8K_PROFILE ?= flickr8k
 flickr8k: $(STAMP)
+	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m helpers.run --check-device
 	$(PY) -m helpers.data download flickr8k --to data/
 	$(PY) -m helpers.data inspect data/flickr8k
-	CAPTION_PROFILE=flickr8k $(PY) -m helpers.run
+	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m helpers.run
 
 test-full: $(STAMP)
-	CAPTION_PROFILE=flickr8k $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
+	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m helpers.run --check-device
+	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
 	  --nbval-current-env --nbval-cell-timeout=36000 --nbval-kernel-startup-timeout=120 \
 	  -x -v --durations=0

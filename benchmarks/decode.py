@@ -29,7 +29,7 @@ def per_word_greedy(model, vocabulary, image_features, max_length):
         padded[0, : len(sequence)] = sequence
         logits = model.predict((image_features[None], padded), verbose=0)
         scores = logits[0, len(sequence) - 1].copy()
-        scores[:2] = -np.inf  # never <pad> or <start>, like our decoder
+        scores[[0, 1, 3]] = -np.inf  # never <pad>, <start> or <unk>, like our decoder
         word = int(np.argmax(scores))
         if word == end:
             break

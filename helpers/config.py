@@ -23,6 +23,7 @@ class Config:
     profile: str  # name of the preset; artifacts go to artifacts/<profile>/
     data_dir: str  # dataset folder, relative to the project root unless absolute
     sample_images: int  # > 0: generate the embedded sample with this many images
+    needs_gpu: bool = False  # stop before any work on a CPU (CAPTION_ALLOW_CPU=1: run)
     seed: int = 1234  # one seed for data generation, splits and training
     # Features
     encoder: str = "vgg16"  # a keras.applications model, see helpers/features.py
@@ -95,8 +96,23 @@ PRESETS: dict[str, Config] = {
         attention_dim=96,
     ),
     # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
-    "flickr8k": Config(profile="flickr8k", data_dir="data/flickr8k", sample_images=0),
+    "flickr8k": Config(
+        profile="flickr8k", data_dir="data/flickr8k", sample_images=0, needs_gpu=True
+    ),
 }
+# Flickr8k on a CPU: the same data and features, a decoder and epoch count sized so
+# that the whole series fits in two hours on 2 cores (benchmarks/flickr8k_scale.py).
+PRESETS["flickr8k-cpu"] = dataclasses.replace(
+    PRESETS["flickr8k"],
+    profile="flickr8k-cpu",
+    needs_gpu=False,
+    embedding_dim=128,
+    units=192,
+    attention_dim=96,
+    max_length_percentile=95.0,  # half the time steps of the longest caption
+    epochs=5,
+    patience=2,
+)
 
 
 def get_config(profile: str | None = None, **overrides) -> Config:

@@ -15,6 +15,7 @@ import argparse
 import html
 import inspect
 import json
+import os
 import re
 import sys
 import time
@@ -25,6 +26,9 @@ from helpers.config import Config, describe, get_config
 from helpers.io import write_text_atomic
 from helpers.paths import NOTEBOOKS, artifacts_dir
 
+ALLOW_CPU = "CAPTION_ALLOW_CPU"
+# The flickr8k series on 2 CPU cores, projected by benchmarks/flickr8k_scale.py.
+CPU_HOURS = 25
 KERNEL_NAME = "captioning"  # the kernelspec named in every notebook's metadata
 KERNEL_DISPLAY_NAME = "Python (captioning)"
 # viz functions that make a figure: a cell calling one must show an image.
@@ -49,6 +53,23 @@ def ensure_kernel() -> str:
         pass
     return install(
         kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=sys.prefix
+    )
+
+
+def device_problem(cfg: Config) -> str | None:
+    """Why a profile made for a GPU should not start here, or None if it may."""
+    import tensorflow as tf
+
+    if not cfg.needs_gpu or os.environ.get(ALLOW_CPU) == "1":
+        return None
+    if tf.config.list_physical_devices("GPU"):
+        return None
+    return (
+        f"the {cfg.profile!r} profile is sized for a GPU and TensorFlow sees none "
+        "(on Linux with an NVIDIA GPU install the gpu extra: make flickr8k "
+        f"EXTRAS=dev,gpu). On 2 CPU cores its series would take about {CPU_HOURS} "
+        f"hours. Set {ALLOW_CPU}=1 to run it anyway, or use the flickr8k-cpu profile "
+        "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about 2 hours on 2 cores)."
     )
 
 
@@ -167,11 +188,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--register-kernel", action="store_true", help="only register the Jupyter kernel"
     )
+    parser.add_argument(
+        "--check-device",
+        action="store_true",
+        help="only check that the profile's device is here (a GPU for flickr8k)",
+    )
     args = parser.parse_args(argv)
+    cfg = get_config()
+    problem = device_problem(cfg)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    if args.check_device:
+        return 0
     print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
     if args.register_kernel:
         return 0
-    cfg = get_config()
     executed = artifacts_dir(cfg) / "executed"
     executed.mkdir(exist_ok=True)
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))

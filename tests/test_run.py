@@ -1,0 +1,42 @@
+"""Profiles sized for a GPU stop before any work on a CPU, and say how to go on."""
+
+import subprocess
+
+import pytest
+import tensorflow as tf
+
+from helpers import paths, run
+from helpers.config import get_config
+
+pytestmark = pytest.mark.skipif(
+    bool(tf.config.list_physical_devices("GPU")), reason="this machine has a GPU"
+)
+
+
+def test_a_gpu_profile_stops_on_a_cpu_and_names_the_ways_on(monkeypatch, capsys):
+    monkeypatch.delenv(run.ALLOW_CPU, raising=False)
+    monkeypatch.setenv("CAPTION_PROFILE", "flickr8k")
+    assert run.main(["--check-device"]) == 2
+    message = capsys.readouterr().err
+    assert "sized for a GPU and TensorFlow sees none" in message
+    assert "CAPTION_ALLOW_CPU=1" in message and "flickr8k-cpu" in message
+    for profile in ("flickr8k-cpu", "sample", "ci"):
+        assert run.device_problem(get_config(profile)) is None
+    monkeypatch.setenv(run.ALLOW_CPU, "1")
+    assert run.main(["--check-device"]) == 0
+
+
+def test_make_flickr8k_checks_the_device_before_downloading():
+    commands = subprocess.run(
+        ["make", "-n", "flickr8k", "test-full"],
+        cwd=paths.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    check = [i for i, c in enumerate(commands) if "--check-device" in c]
+    download = commands.index(
+        next(c for c in commands if "helpers.data download flickr8k" in c)
+    )
+    notebooks = [i for i, c in enumerate(commands) if "pytest notebooks/" in c]
+    assert len(check) == 2 and check[0] < download and check[1] < notebooks[0]
