@@ -194,6 +194,9 @@ def main(argv: list[str] | None = None) -> int:
         help="only check that the profile's device is here (a GPU for flickr8k)",
     )
     args = parser.parse_args(argv)
+    if args.register_kernel:  # at install time: needs neither a profile nor a GPU
+        print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
+        return 0
     cfg = get_config()
     problem = device_problem(cfg)
     if problem:
@@ -202,8 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.check_device:
         return 0
     print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
-    if args.register_kernel:
-        return 0
     executed = artifacts_dir(cfg) / "executed"
     executed.mkdir(exist_ok=True)
     notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
