@@ -113,6 +113,14 @@ PRESETS["flickr8k-cpu"] = dataclasses.replace(
     epochs=5,
     patience=2,
 )
+# Bigger datasets, the same notebooks: real data in their folders (data/README.md),
+# Karpathy's split when its dataset_<name>.json is there. Sized for one GPU.
+PRESETS["flickr30k"] = dataclasses.replace(
+    PRESETS["flickr8k"], profile="flickr30k", data_dir="data/flickr30k"
+)
+PRESETS["coco"] = dataclasses.replace(
+    PRESETS["flickr8k"], profile="coco", data_dir="data/coco"
+)
 
 
 def get_config(profile: str | None = None, **overrides) -> Config:

@@ -2,7 +2,7 @@
 COCO 2014 and Karpathy split files, with every known quirk reported, never hidden.
 
     python -m helpers.data inspect DATA_DIR [--json]
-    python -m helpers.data download flickr8k --to data/
+    python -m helpers.data download {flickr8k,coco} --to data/
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ IMAGE_FOLDERS = [
     "flickr30k_images",
     "images",
 ]
+KARPATHY_FAMILIES = ("flickr8k", "flickr30k", "coco")  # dataset_<family>.json
 SPLIT_FILES = {
     "train": "Flickr_8k.trainImages.txt",
     "dev": "Flickr_8k.devImages.txt",
@@ -117,10 +118,11 @@ def read_captions(root: Path, notes: list[str]):
 
     The split lists are the official Flickr8k ones or a Karpathy file's, else empty.
     """
-    karpathy = _find(
-        root, "dataset_flickr8k.json", "dataset_flickr30k.json", "dataset_coco.json"
-    )
-    from_karpathy = read_karpathy(karpathy) if karpathy else ({}, {})
+    # Karpathy's zip holds the split files of all three datasets: take the one of
+    # the layout found (any, if the split file is the only caption file).
+    karpathy = {
+        family: _find(root, f"dataset_{family}.json") for family in KARPATHY_FAMILIES
+    }
     split_lists: dict[str, list[str]] = {}
     split_source = ""
     if source := _find(root, "Flickr8k.token.txt"):
@@ -139,9 +141,10 @@ def read_captions(root: Path, notes: list[str]):
         layout, captions = "flickr30k-kaggle", read_flickr30k_csv(source, notes)
     elif coco := sorted(root.glob("annotations/captions_*2014.json")):
         source, layout, captions = coco[0].parent, "coco2014", read_coco(coco)
-    elif source := karpathy:
-        layout = f"karpathy-{karpathy.stem.removeprefix('dataset_')}"
-        captions = from_karpathy[0]
+    elif source := next(filter(None, karpathy.values()), None):
+        layout = source.stem.removeprefix("dataset_") + "-karpathy"
+        captions, split_lists = read_karpathy(source)
+        split_source = f"Karpathy {source.name}"
     else:
         raise ValueError(
             f"{root}: no known caption file (Flickr8k.token.txt, captions.txt, "
@@ -150,8 +153,10 @@ def read_captions(root: Path, notes: list[str]):
         )
     if not captions:
         raise ValueError(f"{source}: holds no captions")
-    if not split_lists and karpathy:
-        split_lists, split_source = from_karpathy[1], f"Karpathy {karpathy.name}"
+    family = next(f for f in KARPATHY_FAMILIES if layout.startswith(f))
+    if not split_lists and (split_file := karpathy[family]):
+        split_lists = read_karpathy(split_file)[1]
+        split_source = f"Karpathy {split_file.name}"
     return layout, captions, split_lists, split_source
 
 
@@ -230,9 +235,14 @@ def load_profile_dataset(cfg: Config) -> Dataset:
     if cfg.sample_images > 0:
         return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
     if not folder.is_dir():
+        get = (
+            f"get it with `python -m helpers.data download {folder.name} --to "
+            f"{folder.parent}`"
+            if folder.name in download.DATASETS
+            else "it has no open download: see data/README.md for where to get it"
+        )
         raise FileNotFoundError(
-            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; "
-            "get it with `python -m helpers.data download flickr8k --to data/` "
+            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
             "(see data/README.md)"
         )
     return load_dataset(folder, seed=cfg.seed)
@@ -294,19 +304,20 @@ def main(argv: list[str] | None = None) -> int:
     inspect.add_argument("data_dir", type=Path)
     inspect.add_argument("--json", action="store_true", help="print one JSON object")
     fetch = commands.add_parser("download", help="download and extract a dataset")
-    fetch.add_argument("dataset", choices=["flickr8k"])
+    fetch.add_argument("dataset", choices=sorted(download.DATASETS))
     fetch.add_argument("--to", type=Path, default=Path("data"), help="parent folder")
-    fetch.add_argument(
-        "--base-url", default=download.FLICKR8K_URL, help=argparse.SUPPRESS
-    )
+    fetch.add_argument("--base-url", help=argparse.SUPPRESS)  # tests: a loopback server
     args = parser.parse_args(argv)
     try:
         if args.command == "inspect":
             report = load_dataset(args.data_dir).report()
             print(json.dumps(report, indent=2) if args.json else summary(report))
         else:
-            folder = download.download_flickr8k(args.to, args.base_url)
-            print(f"Flickr8k is in {folder}")
+            folder = download.download_dataset(args.dataset, args.to, args.base_url)
+            print(
+                f"{args.dataset} is in {folder}; check it: python -m helpers.data "
+                f"inspect {folder}"
+            )
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -1,6 +1,7 @@
 """Download and unpack datasets: resumable, checksummed, and never half-extracted.
 
-python -m helpers.data download flickr8k --to data/
+python -m helpers.data download flickr8k --to data/     # about 1 GB
+python -m helpers.data download coco --to data/         # COCO 2014: about 19 GB
 """
 
 from __future__ import annotations
@@ -15,12 +16,57 @@ import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
+
+
+class Remote(NamedTuple):
+    """One archive of a dataset: where it is, what it unpacks to, how to check it."""
+
+    url: str
+    target: str  # the folder it becomes inside the dataset's folder
+    checksum: str | None  # "md5:<hex>" or "sha256:<hex>"; None: none is published
+
 
 FLICKR8K_URL = "https://github.com/jbrownlee/Datasets/releases/download/Flickr8k/"
-# Checksums of the release files as published by the mlverse/torchvision R package.
-FLICKR8K_FILES = {
-    "Flickr8k_Dataset.zip": ("Flicker8k_Dataset", "md5:f18a1e2920de5bd84dae7cf08ec78978"),
-    "Flickr8k_text.zip": ("Flickr8k_text", "md5:bf6c1abcb8e4a833b7f922104de18627"),
+COCO_URL = "http://images.cocodataset.org/"
+DATASETS = {
+    # Checksums as published by the mlverse/torchvision R package.
+    "flickr8k": {
+        "Flickr8k_Dataset.zip": Remote(
+            FLICKR8K_URL + "Flickr8k_Dataset.zip",
+            "Flicker8k_Dataset",
+            "md5:f18a1e2920de5bd84dae7cf08ec78978",
+        ),
+        "Flickr8k_text.zip": Remote(
+            FLICKR8K_URL + "Flickr8k_text.zip",
+            "Flickr8k_text",
+            "md5:bf6c1abcb8e4a833b7f922104de18627",
+        ),
+    },
+    # COCO 2014 from cocodataset.org (md5 as torchvision and LAVIS check them), and
+    # Karpathy's split file, for which no checksum is published: its sha256 is printed.
+    "coco": {
+        "annotations_trainval2014.zip": Remote(
+            COCO_URL + "annotations/annotations_trainval2014.zip",
+            "annotations",
+            "md5:0a379cfc70b0e71301e0f377548639bd",
+        ),
+        "caption_datasets.zip": Remote(
+            "https://cs.stanford.edu/people/karpathy/deepimagesent/caption_datasets.zip",
+            "karpathy",
+            None,
+        ),
+        "val2014.zip": Remote(
+            COCO_URL + "zips/val2014.zip",
+            "val2014",
+            "md5:a3d79f5ed8d289b7a7554ce06a5782b3",
+        ),
+        "train2014.zip": Remote(
+            COCO_URL + "zips/train2014.zip",
+            "train2014",
+            "md5:0da8c0bd3d6becc4dcb32757491aca88",
+        ),
+    },
 }
 RETRY_BACKOFF_SECONDS = 2.0  # doubled after each failed attempt
 
@@ -34,10 +80,13 @@ def file_checksum(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def download_file(url: str, destination: Path, checksum: str, retries: int = 3) -> Path:
+def download_file(
+    url: str, destination: Path, checksum: str | None, retries: int = 3
+) -> Path:
     """Download with resume (HTTP Range) into `<destination>.part`, verify, rename.
 
-    `checksum` is "sha256:<hex>" or "md5:<hex>". A dropped connection or an HTTP 5xx
+    `checksum` is "sha256:<hex>" or "md5:<hex>"; None (nothing published to check
+    against) prints the file's sha256 instead. A dropped connection or an HTTP 5xx
     is retried after 2, 4, 8 ... seconds and continues where it
     stopped; a partial file survives an interruption and the next call continues it.
     A corrupt download is deleted; a file already at `destination` is verified first
@@ -45,9 +94,9 @@ def download_file(url: str, destination: Path, checksum: str, retries: int = 3) 
     """
     from tqdm.auto import tqdm
 
-    algorithm, expected = checksum.split(":", 1)
+    algorithm, expected = checksum.split(":", 1) if checksum else ("sha256", None)
     destination = Path(destination)
-    if destination.exists():
+    if destination.exists() and expected:
         actual = file_checksum(destination, algorithm)
         if actual != expected:
             raise ValueError(
@@ -96,7 +145,9 @@ def download_file(url: str, destination: Path, checksum: str, retries: int = 3) 
                 ) from None
         time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
     actual = file_checksum(partial, algorithm)
-    if actual != expected:
+    if expected is None:
+        print(f"{destination.name}: no published checksum; its sha256 is {actual}")
+    elif actual != expected:
         partial.unlink()
         raise ValueError(
             f"{destination.name}: {algorithm} is {actual}, expected {expected}; the corrupt "
@@ -149,13 +200,17 @@ def _disk_full(path: Path) -> OSError:
     )
 
 
-def download_flickr8k(
-    to: str | Path, base_url: str = FLICKR8K_URL, files: dict | None = None
+def download_dataset(
+    name: str, to: str | Path, base_url: str | None = None, files: dict | None = None
 ) -> Path:
-    """Download and extract Flickr8k (Layout A) into `<to>/flickr8k/`."""
-    folder = Path(to) / "flickr8k"
+    """Download and extract the archives of dataset `name` into `<to>/<name>/`.
+
+    `base_url` replaces each archive's location (tests serve them on loopback).
+    """
+    folder = Path(to) / name
     folder.mkdir(parents=True, exist_ok=True)
-    for name, (target, checksum) in (files or FLICKR8K_FILES).items():
-        archive = download_file(base_url + name, folder / name, checksum)
-        extract_zip(archive, folder / target)
+    for file, remote in (files or DATASETS[name]).items():
+        url = base_url + file if base_url else remote.url
+        archive = download_file(url, folder / file, remote.checksum)
+        extract_zip(archive, folder / remote.target)
     return folder

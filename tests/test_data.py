@@ -327,7 +327,7 @@ def test_karpathy_file_alone_gives_captions_and_splits(tmp_path):
     }
     (tmp_path / "dataset_flickr30k.json").write_text(json.dumps(karpathy))
     dataset = data.load_dataset(tmp_path)
-    assert dataset.layout == "karpathy-flickr30k"
+    assert dataset.layout == "flickr30k-karpathy"
     assert dataset.captions == {"1.jpg": ["A red bus ."], "2.jpg": ["Two cats ."]}
     assert dataset.splits == {"train": ["1.jpg"], "test": ["2.jpg"], "dev": []}
     assert any("the dev split is empty" in note for note in dataset.notes)
