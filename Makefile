@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full
+.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full test-gpu gpu-nbval
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,10 +37,18 @@ unit: $(STAMP)
 notebooks-stripped: $(STAMP)
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
 
+NBVAL = -m pytest notebooks/ -p no:python --nbval-lax --nbval-current-env \
+  --nbval-kernel-startup-timeout=120 -x -v --durations=0
 nbval: $(STAMP)
-	CAPTION_PROFILE=ci $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
-	  --nbval-current-env --nbval-cell-timeout=900 --nbval-kernel-startup-timeout=120 \
-	  -x -v --durations=0
+	CAPTION_PROFILE=ci $(PY) $(NBVAL) --nbval-cell-timeout=900
+
+# nbval on a GPU kernel (profile gpu: 2,000 generated pictures, the full-size decoder,
+# about 10 minutes on one GPU). Installs the gpu extra; without a GPU it stops at once.
+test-gpu:
+	$(MAKE) gpu-nbval EXTRAS=dev,gpu
+gpu-nbval: $(STAMP)
+	CAPTION_PROFILE=gpu $(PY) -m helpers.run --check-device
+	CAPTION_PROFILE=gpu $(PY) $(NBVAL) --nbval-cell-timeout=1800
 
 # The full run on real Flickr8k with ImageNet VGG16 (a GPU machine with internet;
 # FLICKR8K_PROFILE=flickr8k-cpu on a CPU). The device is checked before any download.
@@ -53,6 +61,4 @@ flickr8k: $(STAMP)
 
 test-full: $(STAMP)
 	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m helpers.run --check-device
-	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) -m pytest notebooks/ -p no:python --nbval-lax \
-	  --nbval-current-env --nbval-cell-timeout=36000 --nbval-kernel-startup-timeout=120 \
-	  -x -v --durations=0
+	CAPTION_PROFILE=$(FLICKR8K_PROFILE) $(PY) $(NBVAL) --nbval-cell-timeout=36000

@@ -100,6 +100,21 @@ PRESETS: dict[str, Config] = {
         profile="flickr8k", data_dir="data/flickr8k", sample_images=0, needs_gpu=True
     ),
 }
+# `make test-gpu`: the notebooks as tests on a GPU kernel. A larger generated sample
+# (2,000 pictures, no download) and the full-size decoder of flickr8k; about 10
+# minutes on one modern GPU (README: projection).
+PRESETS["gpu"] = dataclasses.replace(
+    _CI,
+    profile="gpu",
+    data_dir="data/sample-gpu",
+    sample_images=2000,
+    needs_gpu=True,
+    embedding_dim=256,
+    units=512,
+    attention_dim=256,
+    batch_size=64,
+    epochs=20,
+)
 # Flickr8k on a CPU: the same data and features, a decoder and epoch count sized so
 # that the whole series fits in two hours on 2 cores (benchmarks/flickr8k_scale.py).
 PRESETS["flickr8k-cpu"] = dataclasses.replace(

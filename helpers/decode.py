@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import tensorflow as tf
 
+from helpers.devices import use_xla
 from helpers.features import rows_of
 from helpers.text import END, END_ID, PAD, PAD_ID, START, START_ID, UNK_ID, Vocabulary
 
@@ -151,6 +152,7 @@ class Decoder:
         batch_size: int = 128,
         length_penalty: float = 1.0,
         block_repeated_trigrams: bool = False,
+        jit_compile: bool | None = None,
     ):
         if (
             vocabulary.words[:3] != (PAD, START, END)
@@ -163,6 +165,8 @@ class Decoder:
             "block_repeated_trigrams": block_repeated_trigrams,
         }
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
+        # XLA where it is faster on this device (helpers.devices.XLA_BY_DEVICE).
+        self.jit_compile = use_xla() if jit_compile is None else jit_compile
         self._compiled = {}
         self._lock = threading.Lock()  # the web page decodes on several threads
 
@@ -197,6 +201,7 @@ class Decoder:
                 **self.guards,
             ),
             input_signature=[signature],
+            jit_compile=self.jit_compile,
         )
 
     def __call__(self, features, beam_width: int = 1) -> list[dict]:

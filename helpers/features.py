@@ -252,6 +252,7 @@ def extract(
     seed: int = 1234,
     progress: bool = True,
     model=None,
+    strategy=None,
 ) -> dict:
     """Features for `image_paths` (name -> file) into `out`; returns the index.
 
@@ -261,9 +262,12 @@ def extract(
     resumes from its last finished batch. The batch size changes features only by
     float16 rounding, so it is not part of a cache's identity. One extraction at a
     time per folder: a second one stops with a message. `model` may be an encoder
-    already built by `build_encoder` with the same arguments.
+    already built by `build_encoder` with the same arguments. Every GPU works on its
+    share of each batch (`batch_size` images per device; `strategy` picks devices).
     """
     import filelock
+
+    from helpers import devices
 
     out = claim_folder(out)
     settings = {
@@ -281,6 +285,7 @@ def extract(
                 lambda: model or build_encoder(encoder, weights, image_size, seed),
                 batch_size,
                 progress,
+                strategy or devices.distribution_strategy(),
             )
     except filelock.Timeout:
         raise RuntimeError(
@@ -289,9 +294,13 @@ def extract(
         ) from None
 
 
-def _extract(image_paths, out: Path, settings: dict, build, batch_size, progress):
+def _extract(
+    image_paths, out: Path, settings: dict, build, batch_size, progress, strategy
+):
     """`extract` once it holds the folder's lock."""
     from tqdm.auto import tqdm
+
+    from helpers.devices import replicated
 
     names, encoder = list(image_paths), settings["encoder"]
     if (out / INDEX).exists():
@@ -304,7 +313,10 @@ def _extract(image_paths, out: Path, settings: dict, build, batch_size, progress
         except ValueError as error:
             reason = str(error)
         print(f"{out}: replacing the feature cache ({reason})", file=sys.stderr)
-    model = build()
+    with strategy.scope():
+        model = build()
+    forward = replicated(model, strategy)
+    batch_size *= strategy.num_replicas_in_sync
     dtype = ENCODERS[encoder][3]
     grid = model.output_shape[1] * model.output_shape[2]
     shape = (len(names), grid, model.output_shape[3])
@@ -335,7 +347,7 @@ def _extract(image_paths, out: Path, settings: dict, build, batch_size, progress
     for images, errors in image_dataset(
         paths, settings["image_size"], batch_size, encoder
     ):
-        features = model.predict_on_batch(images).reshape(len(images), *shape[1:])
+        features = forward(images).reshape(len(images), *shape[1:])
         for offset, error in enumerate(errors.numpy()):
             if error:
                 skipped[names[row + offset]] = error.decode()

@@ -15,20 +15,16 @@ import argparse
 import html
 import inspect
 import json
-import os
 import re
 import sys
 import time
 from pathlib import Path
 
-from helpers import viz
+from helpers import devices, viz
 from helpers.config import Config, describe, get_config
 from helpers.io import write_text_atomic
 from helpers.paths import NOTEBOOKS, artifacts_dir
 
-ALLOW_CPU = "CAPTION_ALLOW_CPU"
-# The flickr8k series on 2 CPU cores, projected by benchmarks/flickr8k_scale.py.
-CPU_HOURS = 25
 KERNEL_NAME = "captioning"  # the kernelspec named in every notebook's metadata
 KERNEL_DISPLAY_NAME = "Python (captioning)"
 # viz functions that make a figure: a cell calling one must show an image.
@@ -53,23 +49,6 @@ def ensure_kernel() -> str:
         pass
     return install(
         kernel_name=KERNEL_NAME, display_name=KERNEL_DISPLAY_NAME, prefix=sys.prefix
-    )
-
-
-def device_problem(cfg: Config) -> str | None:
-    """Why a profile made for a GPU should not start here, or None if it may."""
-    import tensorflow as tf
-
-    if not cfg.needs_gpu or os.environ.get(ALLOW_CPU) == "1":
-        return None
-    if tf.config.list_physical_devices("GPU"):
-        return None
-    return (
-        f"the {cfg.profile!r} profile is sized for a GPU and TensorFlow sees none "
-        "(on Linux with an NVIDIA GPU install the gpu extra: make flickr8k "
-        f"EXTRAS=dev,gpu). On 2 CPU cores its series would take about {CPU_HOURS} "
-        f"hours. Set {ALLOW_CPU}=1 to run it anyway, or use the flickr8k-cpu profile "
-        "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about 2 hours on 2 cores)."
     )
 
 
@@ -198,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
         return 0
     cfg = get_config()
-    problem = device_problem(cfg)
+    problem = devices.device_problem(cfg)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2

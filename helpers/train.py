@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from helpers import devices
 from helpers import model as models
 from helpers.config import Config
 from helpers.features import rows_of
@@ -108,16 +109,6 @@ def make_dataset(
     )
 
 
-def distribution_strategy() -> tf.distribute.Strategy:
-    """MirroredStrategy over several GPUs, else the default strategy: same code path."""
-    gpus = tf.config.list_logical_devices("GPU")
-    return (
-        tf.distribute.MirroredStrategy()
-        if len(gpus) > 1
-        else tf.distribute.get_strategy()
-    )
-
-
 def masked_loss() -> keras.losses.Loss:
     """Cross-entropy averaged over real words only (weights are 0 on padding)."""
     return keras.losses.SparseCategoricalCrossentropy(
@@ -148,6 +139,7 @@ def train(
     epochs: int | None = None,
     extra_callbacks=(),
     verbose: int = 2,
+    strategy: tf.distribute.Strategy | None = None,
 ):
     """Train a `kind` model ("attention" or "merge") and return (model, history rows).
 
@@ -202,6 +194,7 @@ def train(
         cfg.learning_rate,
         extra_callbacks,
         verbose,
+        strategy,
     )
 
 
@@ -216,11 +209,13 @@ def fit(
     learning_rate: float,
     extra_callbacks=(),
     verbose: int = 2,
+    strategy: tf.distribute.Strategy | None = None,
 ):
     """The training loop shared by `train` and `fine_tune`.
 
-    `build()` makes the model and `datasets(batch_size)` the (train, dev) data; both
-    are called under the distribution strategy. A finished run with the same
+    `build()` makes the model and `datasets(batch_size)` the (train, dev) data; the
+    model is built under `strategy` (default: every GPU, see `devices`), and each
+    step takes `cfg.batch_size` captions per replica. A finished run with the same
     `settings` is reused; a killed one resumes from its backup.
     """
     out = Path(out)
@@ -237,10 +232,8 @@ def fit(
     keras.utils.set_random_seed(cfg.seed)
     if cfg.deterministic:  # for the whole process: TensorFlow cannot switch it off
         tf.config.experimental.enable_op_determinism()
-    gpu = bool(tf.config.list_physical_devices("GPU"))
-    if gpu:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    strategy = distribution_strategy()
+    devices.set_precision()  # mixed_float16 on GPUs with tensor cores
+    strategy = strategy or devices.distribution_strategy()
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
     train_data, dev_data = datasets(batch_size)
     steps = int(np.ceil(examples / batch_size))
@@ -253,9 +246,7 @@ def fit(
             optimizer=keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
             loss=masked_loss(),
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            # XLA ("auto") made a CPU epoch of the ci attention model 24% slower
-            # (6.6 s against 5.3 s on 2 cores); GPUs keep Keras's choice.
-            jit_compile="auto" if gpu else False,
+            jit_compile=devices.use_xla(),
         )
         inputs, _, _ = next(iter(dev_data))
         model(inputs)  # Build the weights now: BackupAndRestore needs a built model.

@@ -9,7 +9,7 @@ import nbclient
 import nbformat
 import pytest
 
-from helpers import paths, run
+from helpers import devices, paths, run
 
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -30,8 +30,26 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
         c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])
     ]
     assert "profile = None" in parameters.source and "overrides = {}" in parameters.source
-    code = "\n".join(c.source for c in notebook.cells if c.cell_type == "code")
-    assert "get_config(profile, **overrides)" in code and "print(describe(cfg))" in code
+    setup = [c for c in notebook.cells if c.cell_type == "code"][1]
+    assert "cfg = get_config(profile, **overrides)" in setup.source
+    assert "print(describe(cfg))\nprint(devices.prepare(cfg))" in setup.source
+
+
+@pytest.mark.skipif(bool(devices.gpus()), reason="this machine has a GPU")
+def test_in_the_gpu_profile_a_notebook_stops_in_its_first_cell_without_a_gpu(
+    tmp_path, monkeypatch
+):
+    import papermill
+
+    monkeypatch.delenv(devices.ALLOW_CPU, raising=False)
+    monkeypatch.setenv("CAPTION_ARTIFACTS", str(tmp_path / "artifacts"))
+    with pytest.raises(papermill.PapermillExecutionError) as failure:
+        run.run_notebook(SERIES[1], tmp_path, {"profile": "gpu"})
+    assert "sized for a GPU and TensorFlow sees none" in str(failure.value)
+    executed = read(tmp_path / SERIES[1].name)
+    ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
+    assert len(ran) == 3  # parameters, injected parameters, the setup cell: no more
+    assert not (tmp_path / "artifacts" / "gpu" / "features").exists()
 
 
 def execute(cells: list[str], tmp_path):

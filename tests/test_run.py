@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import tensorflow as tf
 
-from helpers import paths, run
+from helpers import devices, paths, run
 from helpers.config import get_config
 
 pytestmark = pytest.mark.skipif(
@@ -14,15 +14,15 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_a_gpu_profile_stops_on_a_cpu_and_names_the_ways_on(monkeypatch, capsys):
-    monkeypatch.delenv(run.ALLOW_CPU, raising=False)
+    monkeypatch.delenv(devices.ALLOW_CPU, raising=False)
     monkeypatch.setenv("CAPTION_PROFILE", "flickr8k")
     assert run.main(["--check-device"]) == 2
     message = capsys.readouterr().err
     assert "sized for a GPU and TensorFlow sees none" in message
     assert "CAPTION_ALLOW_CPU=1" in message and "flickr8k-cpu" in message
     for profile in ("flickr8k-cpu", "sample", "ci"):
-        assert run.device_problem(get_config(profile)) is None
-    monkeypatch.setenv(run.ALLOW_CPU, "1")
+        assert devices.device_problem(get_config(profile)) is None
+    monkeypatch.setenv(devices.ALLOW_CPU, "1")
     assert run.main(["--check-device"]) == 0
 
 

@@ -1,0 +1,124 @@
+"""The hardware a run uses: a GPU or the CPU, mixed precision, XLA, several GPUs.
+
+Every notebook's setup cell calls `prepare(cfg)`: it says what TensorFlow sees and,
+for a profile sized for a GPU, stops at once when the GPU (or its float16 speed) is
+missing, instead of running for hours on the CPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from helpers.config import Config
+
+ALLOW_CPU = "CAPTION_ALLOW_CPU"
+# The flickr8k series on 2 CPU cores, projected by benchmarks/flickr8k_scale.py.
+CPU_HOURS = 25
+# Mixed precision pays off from Volta (compute capability 7.0, tensor cores) on.
+MIXED_PRECISION_CAPABILITY = (7, 0)
+# Whether XLA (jit_compile) makes training steps and decoding faster, per device type:
+# benchmarks/xla.py prints both on the device at hand. On 2 CPU cores XLA was slower
+# (README, "Faster steps"). GPUs: XLA fuses the many small per-word ops of the
+# attention step; not measured here (no GPU): run the benchmark on yours.
+XLA_BY_DEVICE = {"CPU": False, "GPU": True}
+
+
+def gpus() -> list:
+    """The GPUs TensorFlow sees."""
+    return tf.config.list_physical_devices("GPU")
+
+
+def use_xla() -> bool:
+    """Whether to compile with XLA here: the GPU's entry when there is a GPU."""
+    return XLA_BY_DEVICE["GPU" if gpus() else "CPU"]
+
+
+def _details(gpu) -> dict:
+    return tf.config.experimental.get_device_details(gpu)
+
+
+def float16_is_fast() -> bool:
+    """Whether every GPU here has float16 tensor cores (False without a GPU)."""
+    capabilities = [_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus()]
+    return bool(capabilities) and min(capabilities) >= MIXED_PRECISION_CAPABILITY
+
+
+def set_precision() -> str:
+    """mixed_float16 on GPUs with tensor cores, else float32; the policy's name."""
+    keras.mixed_precision.set_global_policy(
+        "mixed_float16" if float16_is_fast() else "float32"
+    )
+    return keras.mixed_precision.global_policy().name
+
+
+def device_problem(cfg: Config) -> str | None:
+    """Why a profile made for a GPU should not start here, or None if it may."""
+    if not cfg.needs_gpu or os.environ.get(ALLOW_CPU) == "1":
+        return None
+    ways_on = (
+        f"Set {ALLOW_CPU}=1 to run it anyway, or use the flickr8k-cpu profile "
+        "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about 2 hours on 2 cores)."
+    )
+    if not gpus():
+        return (
+            f"the {cfg.profile!r} profile is sized for a GPU and TensorFlow sees none "
+            "(on Linux with an NVIDIA GPU install the gpu extra: make ... "
+            f"EXTRAS=dev,gpu). On 2 CPU cores the flickr8k series would take about "
+            f"{CPU_HOURS} hours. {ways_on}"
+        )
+    if not float16_is_fast():
+        return (
+            f"the {cfg.profile!r} profile trains in mixed precision (float16), which "
+            f"needs a GPU of compute capability {MIXED_PRECISION_CAPABILITY} or newer; "
+            f"TensorFlow sees {[d.name for d in gpus()]} without it. {ways_on}"
+        )
+    return None
+
+
+def prepare(cfg: Config) -> str:
+    """Check the device for the profile and set the precision; one line saying which.
+
+    Raises RuntimeError with `device_problem`'s message when the profile needs a GPU
+    (with float16 tensor cores) that is not here.
+    """
+    problem = device_problem(cfg)
+    if problem:
+        raise RuntimeError(problem)
+    policy = set_precision()
+    found = gpus()
+    names = ", ".join(_details(gpu).get("device_name", gpu.name) for gpu in found)
+    where = f"{len(found)} GPU(s): {names}" if found else f"CPU ({os.cpu_count()} cores)"
+    return f"Device: {where}; precision {policy}; XLA {'on' if use_xla() else 'off'}."
+
+
+def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:
+    """MirroredStrategy over `devices` (default: every GPU) when there are several,
+    else the default strategy: one code path either way."""
+    devices = devices or [d.name for d in tf.config.list_logical_devices("GPU")]
+    if len(devices) > 1:
+        return tf.distribute.MirroredStrategy(devices)
+    return tf.distribute.get_strategy()
+
+
+def replicated(model, strategy: tf.distribute.Strategy):
+    """`model` as a function of a numpy batch, split across the strategy's replicas.
+
+    Each replica gets a consecutive slice of the batch (the last ones may be smaller
+    or empty) and the outputs come back as one numpy array in the batch's order.
+    """
+    replicas = strategy.num_replicas_in_sync
+    run = tf.function(lambda inputs: strategy.run(model, args=(inputs,)))
+
+    def forward(batch):
+        parts = np.array_split(np.asarray(batch), replicas)
+        inputs = strategy.experimental_distribute_values_from_function(
+            lambda context: parts[context.replica_id_in_sync_group]
+        )
+        outputs = strategy.experimental_local_results(run(inputs))
+        return np.concatenate([np.asarray(part) for part in outputs])
+
+    return forward
