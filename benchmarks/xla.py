@@ -5,8 +5,9 @@
 Side by side in one process, on the same synthetic batch (the profile's batch size,
 196x512 features, captions of 20 words, a 2,540-word vocabulary): training steps per
 second of the attention decoder compiled with `jit_compile=False` and `True`, and
-greedy and beam-3 captions per second of the compiled decoder with and without XLA.
-`helpers.train.XLA_BY_DEVICE` records the choice these numbers justify per device.
+greedy and beam-3 captions per second of the compiled decoder with and without XLA,
+and the seconds its first call takes (tracing and compiling, paid once per process).
+`helpers.devices.XLA_BY_DEVICE` records the choice these numbers justify per device.
 """
 
 import argparse
@@ -14,10 +15,9 @@ import time
 
 import keras
 import numpy as np
-import tensorflow as tf
 
+from helpers import devices, train
 from helpers import model as models
-from helpers import train
 from helpers.config import get_config
 from helpers.decode import Decoder
 from helpers.text import SPECIAL, Vocabulary
@@ -47,15 +47,18 @@ def steps_per_second(cfg, jit_compile: bool, steps: int) -> float:
     return steps / (time.perf_counter() - start), model
 
 
-def captions_per_second(model, jit_compile: bool, beam_width: int) -> float:
+def captions_per_second(model, jit_compile: bool, beam_width: int):
+    """(captions/s once compiled, seconds of the first call: tracing and compiling)."""
     words = [*SPECIAL, *(f"w{i}" for i in range(VOCABULARY - len(SPECIAL)))]
     vocabulary = Vocabulary(tuple(words), max_length=WORDS, min_count=1)
     decoder = Decoder(model, vocabulary, jit_compile=jit_compile)
     batch = np.random.default_rng(1).random((64, GRID, DIM), np.float32)
-    decoder(batch, beam_width)  # compile outside the timing
+    start = time.perf_counter()
+    decoder(batch, beam_width)  # trace and compile
+    first = time.perf_counter() - start
     start = time.perf_counter()
     decoder(batch, beam_width)
-    return len(batch) / (time.perf_counter() - start)
+    return len(batch) / (time.perf_counter() - start), first
 
 
 def main() -> None:
@@ -66,11 +69,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed training steps")
     args = parser.parse_args()
     cfg = get_config(args.profile)
-    device = "GPU" if tf.config.list_physical_devices("GPU") else "CPU"
+    device = "GPU" if devices.gpus() else "CPU"
     print(
         f"{device}, profile {args.profile}: batch {cfg.batch_size}, {cfg.units} LSTM "
-        f"units, {WORDS} words per caption; now chosen: XLA "
-        f"{'on' if train.use_xla() else 'off'}"
+        f"units, {WORDS} words per caption; now chosen: XLA for training "
+        f"{devices.use_xla('training')}, for decoding {devices.use_xla('decoding')}"
     )
     print("| measure | without XLA | with XLA | ratio with/without |")
     print("|---|---|---|---|")
@@ -78,9 +81,9 @@ def main() -> None:
     for jit in (False, True):
         rates[("training steps/s", jit)], model = steps_per_second(cfg, jit, args.steps)
         for width in (1, 3):
-            rates[(f"beam-{width} captions/s", jit)] = captions_per_second(
-                model, jit, width
-            )
+            rate, first = captions_per_second(model, jit, width)
+            rates[(f"beam-{width} captions/s", jit)] = rate
+            rates[(f"beam-{width} first call, s (compiling)", jit)] = first
     for measure in dict.fromkeys(m for m, _ in rates):
         off, on = rates[(measure, False)], rates[(measure, True)]
         print(f"| {measure} | {off:.2f} | {on:.2f} | {on / off:.2f} |", flush=True)

@@ -166,7 +166,7 @@ class Decoder:
         }
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
         # XLA where it is faster on this device (helpers.devices.XLA_BY_DEVICE).
-        self.jit_compile = use_xla() if jit_compile is None else jit_compile
+        self.jit_compile = use_xla("decoding") if jit_compile is None else jit_compile
         self._compiled = {}
         self._lock = threading.Lock()  # the web page decodes on several threads
 

@@ -20,11 +20,15 @@ ALLOW_CPU = "CAPTION_ALLOW_CPU"
 CPU_HOURS = 25
 # Mixed precision pays off from Volta (compute capability 7.0, tensor cores) on.
 MIXED_PRECISION_CAPABILITY = (7, 0)
-# Whether XLA (jit_compile) makes training steps and decoding faster, per device type:
-# benchmarks/xla.py prints both on the device at hand. On 2 CPU cores XLA was slower
-# (README, "Faster steps"). GPUs: XLA fuses the many small per-word ops of the
-# attention step; not measured here (no GPU): run the benchmark on yours.
-XLA_BY_DEVICE = {"CPU": False, "GPU": True}
+# Whether XLA (jit_compile) makes each job faster, per device type: benchmarks/xla.py
+# prints both on the device at hand. 2 CPU cores, flickr8k-cpu sizes (2026-11-23):
+# training steps 0.82-0.88x with XLA (slower), greedy decoding 1.32-1.36x and beam 3
+# 1.13-1.16x (faster; compiling adds under a second). GPUs: XLA fuses the many small
+# per-word ops of the attention step; not measured here (no GPU): run the benchmark.
+XLA_BY_DEVICE = {
+    "CPU": {"training": False, "decoding": True},
+    "GPU": {"training": True, "decoding": True},
+}
 
 
 def gpus() -> list:
@@ -32,9 +36,9 @@ def gpus() -> list:
     return tf.config.list_physical_devices("GPU")
 
 
-def use_xla() -> bool:
-    """Whether to compile with XLA here: the GPU's entry when there is a GPU."""
-    return XLA_BY_DEVICE["GPU" if gpus() else "CPU"]
+def use_xla(job: str) -> bool:
+    """Whether to compile `job` ("training" or "decoding") with XLA on this device."""
+    return XLA_BY_DEVICE["GPU" if gpus() else "CPU"][job]
 
 
 def _details(gpu) -> dict:
@@ -92,7 +96,10 @@ def prepare(cfg: Config) -> str:
     found = gpus()
     names = ", ".join(_details(gpu).get("device_name", gpu.name) for gpu in found)
     where = f"{len(found)} GPU(s): {names}" if found else f"CPU ({os.cpu_count()} cores)"
-    return f"Device: {where}; precision {policy}; XLA {'on' if use_xla() else 'off'}."
+    xla = [job for job in ("training", "decoding") if use_xla(job)]
+    return (
+        f"Device: {where}; precision {policy}; XLA for {' and '.join(xla) or 'nothing'}."
+    )
 
 
 def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Strategy:

@@ -246,7 +246,7 @@ def fit(
             optimizer=keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
             loss=masked_loss(),
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=devices.use_xla(),
+            jit_compile=devices.use_xla("training"),
         )
         inputs, _, _ = next(iter(dev_data))
         model(inputs)  # Build the weights now: BackupAndRestore needs a built model.
