@@ -43,7 +43,8 @@ DATASETS = {
             "md5:bf6c1abcb8e4a833b7f922104de18627",
         ),
     },
-    # COCO 2014 from cocodataset.org (md5 as torchvision and LAVIS check them), and
+    # COCO 2014 from cocodataset.org (md5 as Salesforce LAVIS checks them; the
+    # annotations one is also the file's S3 ETag), and
     # Karpathy's split file, for which no checksum is published: its sha256 is printed.
     "coco": {
         "annotations_trainval2014.zip": Remote(
