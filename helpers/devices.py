@@ -7,6 +7,7 @@ missing, instead of running for hours on the CPU.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import keras
@@ -68,10 +69,16 @@ def device_problem(cfg: Config) -> str | None:
         "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about 2 hours on 2 cores)."
     )
     if not gpus():
+        cuda = (  # the gpu extra brings CUDA as nvidia-* wheels
+            "the gpu extra's CUDA libraries are installed: check that the NVIDIA "
+            "driver sees the GPU (nvidia-smi)"
+            if importlib.util.find_spec("nvidia")
+            else "on Linux with an NVIDIA GPU install the gpu extra: make ... "
+            "EXTRAS=dev,gpu"
+        )
         return (
             f"the {cfg.profile!r} profile is sized for a GPU and TensorFlow sees none "
-            "(on Linux with an NVIDIA GPU install the gpu extra: make ... "
-            f"EXTRAS=dev,gpu). On 2 CPU cores the flickr8k series would take about "
+            f"({cuda}). On 2 CPU cores the flickr8k series would take about "
             f"{CPU_HOURS} hours. {ways_on}"
         )
     if not float16_is_fast():

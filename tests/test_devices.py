@@ -30,6 +30,9 @@ def test_profiles_sized_for_a_gpu_stop_at_once_and_say_why(monkeypatch):
     for profile in ("flickr8k-cpu", "sample", "ci"):
         line = devices.prepare(get_config(profile))
         assert line.startswith("Device: CPU") and "precision float32" in line
+    assert "install the gpu extra" in devices.device_problem(get_config("gpu"))
+    monkeypatch.setattr(devices.importlib.util, "find_spec", lambda name: name)
+    assert "CUDA libraries are installed" in devices.device_problem(get_config("gpu"))
     monkeypatch.setenv(devices.ALLOW_CPU, "1")
     assert devices.prepare(get_config("gpu")).startswith("Device: CPU")
 
