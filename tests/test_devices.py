@@ -12,6 +12,7 @@ import tensorflow as tf
 from test_train import CFG, tiny_corpus
 
 from helpers import devices, train
+from helpers import model as models
 from helpers.config import get_config
 from helpers.decode import Decoder
 
@@ -40,8 +41,6 @@ def test_profiles_sized_for_a_gpu_stop_at_once_and_say_why(monkeypatch):
 def attention_model(seed=0):
     keras.utils.set_random_seed(seed)
     features, names, captions, splits, vocabulary = tiny_corpus()
-    from helpers import model as models
-
     cfg = dataclasses.replace(CFG, dropout=0.0)  # random masks differ under XLA
     model = models.build(
         "attention", cfg, len(vocabulary), features.shape[1:], np.zeros(6), np.ones(6)
