@@ -73,7 +73,8 @@ def create_app(
     turns = threading.BoundedSemaphore(concurrent)
     encoder = captioner.bundle.encoder
     description = (
-        f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights) "
+        f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights"
+        f"{', fine-tuned' if encoder['tuned_layers'] else ''}) "
         f"+ {captioner.kind} decoder"
     )
 

@@ -4,9 +4,11 @@ bundle/
   attention.keras  merge.keras   decoders (Keras format, loaded in safe mode)
   vocabulary.json                words <-> ids
   config.json                    the run's resolved config
-  bundle.json                    the encoder (CNN, layer, input size, weights) whose
-                                 features the decoders read, each file's sha256 and
-                                 the data the decoders were trained on
+  encoder_tuned.weights.h5       only in a fine-tuned bundle (notebook 07): the
+                                 weights of the encoder's fine-tuned layers
+  bundle.json                    the encoder (CNN, layer, input size, weights, tuned
+                                 layers) whose features the decoders read, each
+                                 file's sha256 and the data the decoders were trained on
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from helpers.text import Vocabulary
 KINDS = ("attention", "merge")
 MANIFEST = "bundle.json"
 PARTS = ["vocabulary.json", "config.json"]  # besides the decoders
+TUNED = "encoder_tuned.weights.h5"
 MANIFEST_TYPES = {"encoder": dict, "models": list, "files": dict, "trained_on": str}
 ENCODER_TYPES = {
     "encoder": str,
@@ -30,6 +33,7 @@ ENCODER_TYPES = {
     "weights": str,
     "grid": int,
     "feature_dim": int,
+    "tuned_layers": list,  # fine-tuned layers, their weights in TUNED; [] for none
 }
 
 
@@ -38,17 +42,43 @@ class Bundle:
     model: object  # a helpers.model.CaptionDecoder
     vocabulary: Vocabulary
     config: Config
-    encoder: dict  # encoder, layer, image_size, weights, grid, feature_dim
+    encoder: dict  # encoder, layer, image_size, weights, grid, feature_dim, tuned_layers
+    folder: Path
+
+    def build_encoder(self, weights_file: str | None = None):
+        """The encoder this bundle's decoder reads, with its fine-tuned layers if any.
+
+        `weights_file` is the encoder's base weights file, if it was made with one.
+        """
+        from helpers import features
+
+        encoder = features.encoder_from_identity(self.encoder, weights_file)
+        if self.encoder["tuned_layers"]:
+            part = features.tuned_part(encoder, self.encoder["encoder"])
+            if tuned_layers(part) != self.encoder["tuned_layers"]:
+                raise ValueError(
+                    f"{self.folder / MANIFEST}: its tuned layers are not the ones "
+                    f"{self.encoder['encoder']} fine-tunes ({tuned_layers(part)})"
+                )
+            part.load_weights(self.folder / TUNED)
+        return encoder
 
 
-def encoder_identity(feature_index: dict) -> dict:
-    """The part of a feature index that a new image must be encoded with."""
+def tuned_layers(part) -> list[str]:
+    """The names of the layers with weights in a `features.tuned_part`."""
+    return [layer.name for layer in part.layers if layer.weights]
+
+
+def encoder_identity(feature_index: dict, tuned=None) -> dict:
+    """The part of a feature index that a new image must be encoded with; `tuned` is
+    the fine-tuned part of the encoder (`features.tuned_part`), if any."""
     keys = ("encoder", "layer", "image_size", "weights")
     grid, feature_dim = feature_index["shape"][1:]
     return {
         **{k: feature_index[k] for k in keys},
         "grid": grid,
         "feature_dim": feature_dim,
+        "tuned_layers": tuned_layers(tuned) if tuned is not None else [],
     }
 
 
@@ -58,8 +88,10 @@ def save_bundle(
     vocabulary: Vocabulary,
     cfg: Config,
     feature_index: dict,
+    tuned=None,
 ) -> Path:
-    """Write the decoders, vocabulary, config and encoder identity into `folder`.
+    """Write the decoders, vocabulary, config and encoder identity into `folder`;
+    with `tuned` (the fine-tuned part of the encoder) also its weights.
 
     The bundle is written into a staging folder and renamed into place: readers see
     the old bundle or the new one, never a mixture (no stale decoder survives).
@@ -73,10 +105,13 @@ def save_bundle(
         vocabulary.save(staging / "vocabulary.json")
         cfg.save(staging / "config.json")
         files = [f"{kind}.keras" for kind in sorted(models)] + PARTS
+        if tuned is not None:
+            tuned.save_weights(staging / TUNED)
+            files.append(TUNED)
         write_json_atomic(
             staging / MANIFEST,
             {
-                "encoder": encoder_identity(feature_index),
+                "encoder": encoder_identity(feature_index, tuned),
                 "models": sorted(models),
                 "files": {name: _sha256(staging / name) for name in files},
                 "trained_on": data_description(cfg),
@@ -140,7 +175,7 @@ def load_bundle(
             f"{folder}: has no {kind} decoder (bundle.json lists {manifest['models']})"
         )
     path = folder / f"{kind}.keras"
-    for name in (path.name, *PARTS):
+    for name in (path.name, *PARTS, *([TUNED] if encoder["tuned_layers"] else [])):
         if not (folder / name).exists():
             raise FileNotFoundError(
                 f"{folder}: not a complete model bundle ({name} is missing); "
@@ -176,4 +211,4 @@ def load_bundle(
                     f"{k} is {a!r}, not {b!r}" for k, (a, b) in differences.items()
                 )
             )
-    return Bundle(model, vocabulary, load_config(folder / "config.json"), encoder)
+    return Bundle(model, vocabulary, load_config(folder / "config.json"), encoder, folder)

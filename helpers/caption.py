@@ -26,14 +26,14 @@ class Captioner:
     def __init__(
         self, folder: str | Path, kind: str = "attention", weights: str | None = None
     ):
-        from helpers import bundle, features
+        from helpers import bundle
         from helpers.config import sample_model_note
         from helpers.decode import Decoder
 
         self.kind, self.bundle = kind, bundle.load_bundle(folder, kind)
         self.encoder_name = self.bundle.encoder["encoder"]
         self.image_size = self.bundle.encoder["image_size"]
-        self.encoder = features.encoder_from_identity(self.bundle.encoder, weights)
+        self.encoder = self.bundle.build_encoder(weights)  # fine-tuned layers too
         self.decoder = Decoder.from_config(
             self.bundle.model, self.bundle.vocabulary, self.bundle.config
         )

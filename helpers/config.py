@@ -48,8 +48,9 @@ class Config:
     final_learning_rate: float = 0.1  # cosine decay ends at this fraction of the start
     variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
     deterministic: bool = False  # deterministic ops: the same weights every run, slower
-    # Fine-tuning (helpers/finetune.py): encoder block5 and decoder together
-    finetune_learning_rate_scale: float = 0.1  # times learning_rate: small steps
+    # Fine-tuning (helpers/finetune.py): the encoder's last block and the decoder
+    finetune_learning_rate_scale: float = 0.25  # decoder: times learning_rate
+    finetune_cnn_scale: float = 0.1  # the CNN part: times the decoder's rate
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
     # Decoding
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
@@ -166,7 +167,7 @@ def describe(cfg: Config) -> str:
     """What a run looks at: profile, data, encoder and weights, and how far to trust it."""
     from helpers.features import ENCODERS
 
-    layer = ENCODERS[cfg.encoder][2] if cfg.encoder in ENCODERS else "?"
+    layer = ENCODERS[cfg.encoder].layer if cfg.encoder in ENCODERS else "?"
     weights = {
         None: f"random weights (He-normal, seed {cfg.seed})",
         "imagenet": "ImageNet weights",

@@ -1,7 +1,8 @@
 """CNN features for every image: VGG16 `block5_conv3` (14x14x512 at 224x224) by default.
 
     python -m helpers.features extract --data DATA_DIR --out OUT_DIR \
-        [--weights imagenet|none|PATH] [--limit N] [--batch-size N]
+        [--weights imagenet|none|PATH] [--limit N] [--batch-size N] [--layer NAME]
+    python -m helpers.features encoders    # grid, GFLOPs and cache size of each
 
 The result is one float16 memory-mapped `features.npy` of shape (N, 196, 512) and an
 index `features.json` (image names in row order, encoder, layer, input size, weights).
@@ -17,18 +18,39 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from helpers.io import claim_folder, read_json, write_json_atomic
 
-# name -> (keras.applications class, preprocessing module, feature layer, cache dtype).
+
+class Encoder(NamedTuple):
+    application: str  # the keras.applications class
+    preprocessing: str  # the keras.applications module with its preprocess_input
+    layer: str  # the feature grid the decoders read
+    dtype: str  # of the feature cache
+    frozen: str  # fine-tuning caches this layer's output once ...
+    tuned: str  # ... and trains the layers whose names start with this
+
+
 # ResNet's residual sums grow past float16's 65504 with random weights (about 1e5 at
-# 224x224), so its cache is float32; VGG16's values fit float16, half the size.
+# 224x224), so its caches are float32; VGG16's values fit float16, half the size.
 ENCODERS = {
-    "vgg16": ("VGG16", "vgg16", "block5_conv3", "float16"),
-    "resnet50": ("ResNet50", "resnet", "conv5_block3_out", "float32"),
+    "vgg16": Encoder(
+        "VGG16", "vgg16", "block5_conv3", "float16", "block4_pool", "block5"
+    ),
+    **{
+        f"resnet{depth}": Encoder(
+            f"ResNet{depth}", "resnet", "conv5_block3_out", "float32", frozen, "conv5"
+        )
+        for depth, frozen in (
+            (50, "conv4_block6_out"),
+            (101, "conv4_block23_out"),
+            (152, "conv4_block36_out"),
+        )
+    },
 }
 # The formats we open, and only these: Pillow would otherwise also try formats that
 # start external programs (EPS runs Ghostscript). "JPEG" includes phones' MPO files.
@@ -98,8 +120,10 @@ def build_encoder(
     weights: str | None = "imagenet",
     image_size: int = 224,
     seed: int = 1234,
+    layer: str | None = None,
 ):
-    """The CNN cut at its feature layer: (batch, size, size, 3) -> (batch, h, w, channels).
+    """The CNN cut at `layer` (default: its feature layer), as a Keras model:
+    (batch, size, size, 3) -> (batch, h, w, channels).
 
     `weights` is "imagenet" (downloaded by Keras once, on a machine with internet),
     a path to a local `.h5` weights file, or None for random weights from `seed`.
@@ -108,7 +132,7 @@ def build_encoder(
 
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-    class_name, _, layer, _ = ENCODERS[name]
+    class_name, layer = ENCODERS[name].application, layer or ENCODERS[name].layer
     application = getattr(keras.applications, class_name)
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: weights file not found")
@@ -181,17 +205,47 @@ def _he_initialise(model, seed: int) -> None:
 
 
 def _weights_file(name: str) -> str:
-    return {
-        "vgg16": "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        "resnet50": "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5",
-    }[name]
+    return f"{name}_weights_tf_dim_ordering_tf_kernels_notop.h5"
+
+
+def tuned_part(encoder, name: str):
+    """The layers fine-tuning trains, as their own model sharing `encoder`'s weights:
+    (batch, h, w, c) output of the frozen layer -> the feature grid (VGG16: block5).
+
+    Only they are trainable; BatchNorm inside stays frozen (its statistics are kept).
+    """
+    import keras
+
+    spec = ENCODERS[name]
+    part = keras.Model(
+        encoder.get_layer(spec.frozen).output, encoder.output, name=f"{name}_tuned"
+    )
+    for layer in part.layers:
+        layer.trainable = layer.name.startswith(spec.tuned) and not isinstance(
+            layer, keras.layers.BatchNormalization
+        )
+    return part
+
+
+def conv_flops(model) -> int:
+    """Floating-point operations of one image through the model's convolutions
+    (a multiply-add counts as two; pooling, BatchNorm and additions are left out)."""
+    import keras
+
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, channels = layer.output.shape
+            kernel = int(np.prod(layer.kernel.shape))  # kh * kw * in * out
+            total += 2 * height * width * kernel
+    return total
 
 
 def preprocess(name: str):
     """The encoder's own `preprocess_input` (VGG16: BGR, ImageNet means subtracted)."""
     import keras
 
-    return getattr(keras.applications, ENCODERS[name][1]).preprocess_input
+    return getattr(keras.applications, ENCODERS[name].preprocessing).preprocess_input
 
 
 def decode_in_graph(size: int):
@@ -253,8 +307,12 @@ def extract(
     progress: bool = True,
     model=None,
     strategy=None,
+    layer: str | None = None,
 ) -> dict:
     """Features for `image_paths` (name -> file) into `out`; returns the index.
+
+    `layer` defaults to the encoder's feature layer; fine-tuning caches the output of
+    its frozen layer (`ENCODERS[encoder].frozen`) with the same machinery.
 
     Rows follow the order of `image_paths`, unless `out` holds a finished cache from
     the same encoder that has every requested image: it is reused as it is and rows
@@ -272,7 +330,7 @@ def extract(
     out = claim_folder(out)
     settings = {
         "encoder": encoder,
-        "layer": ENCODERS[encoder][2],
+        "layer": layer or ENCODERS[encoder].layer,
         "image_size": image_size,
         "weights": weights_identity(weights, seed),
     }
@@ -282,7 +340,12 @@ def extract(
                 image_paths,
                 out,
                 settings,
-                lambda: model or build_encoder(encoder, weights, image_size, seed),
+                lambda: (
+                    model
+                    or build_encoder(
+                        encoder, weights, image_size, seed, settings["layer"]
+                    )
+                ),
                 batch_size,
                 progress,
                 strategy or devices.distribution_strategy(),
@@ -317,7 +380,7 @@ def _extract(
         model = build()
     forward = replicated(model, strategy)
     batch_size *= strategy.num_replicas_in_sync
-    dtype = ENCODERS[encoder][3]
+    dtype = ENCODERS[encoder].dtype
     grid = model.output_shape[1] * model.output_shape[2]
     shape = (len(names), grid, model.output_shape[3])
     partial = out / (FEATURES + ".partial")
@@ -436,6 +499,32 @@ def _same(saved: dict, settings: dict) -> bool:
     return all(saved.get(key) == value for key, value in settings.items())
 
 
+def encoder_table(image_size: int = 224, images: int = 8091) -> list[dict]:
+    """Each encoder's grid, channels, GFLOPs per image (whole and fine-tuned part) and
+    cache sizes for `images` pictures (Flickr8k: 8,091), from models with random weights.
+    """
+    rows = []
+    for name, spec in ENCODERS.items():
+        model = build_encoder(name, None, image_size)
+        frozen = model.get_layer(spec.frozen).output.shape
+        _, height, width, channels = model.output_shape
+        gigabytes = images * np.dtype(spec.dtype).itemsize / 1e9
+        rows.append(
+            {
+                "encoder": name,
+                "layer": spec.layer,
+                "grid": f"{height}x{width}",
+                "channels": channels,
+                "gflops": conv_flops(model) / 1e9,
+                "tuned_gflops": conv_flops(tuned_part(model, name)) / 1e9,
+                "cache_gb": height * width * channels * gigabytes,
+                "frozen": f"{spec.frozen} {frozen[1]}x{frozen[2]}x{frozen[3]}",
+                "frozen_cache_gb": frozen[1] * frozen[2] * frozen[3] * gigabytes,
+            }
+        )
+    return rows
+
+
 # ---------------------------------------------------------------- command line
 
 
@@ -455,7 +544,22 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--batch-size", type=int, default=32)
     run.add_argument("--image-size", type=int, default=224)
     run.add_argument("--seed", type=int, default=1234)
+    run.add_argument("--layer", help="another layer to cache (default: the grid's)")
+    commands.add_parser("encoders", help="print the table of encoders (README)")
     args = parser.parse_args(argv)
+    if args.command == "encoders":
+        print(
+            "| encoder | grid | channels | GFLOPs/image | fine-tuned part | "
+            "cache (Flickr8k) | fine-tuning cache (Flickr8k) |\n|---|---|---|---|---|---|---|"
+        )
+        for r in encoder_table():
+            print(
+                f"| {r['encoder']} `{r['layer']}` | {r['grid']} | {r['channels']} | "
+                f"{r['gflops']:.1f} | {r['tuned_gflops']:.2f} "
+                f"({r['tuned_gflops'] / r['gflops']:.0%}) | {r['cache_gb']:.1f} GB | "
+                f"`{r['frozen']}`, {r['frozen_cache_gb']:.1f} GB |"
+            )
+        return 0
     for option in ("limit", "batch_size", "image_size"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -476,6 +580,7 @@ def main(argv: list[str] | None = None) -> int:
             image_size=args.image_size,
             batch_size=args.batch_size,
             seed=args.seed,
+            layer=args.layer,
         )
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -1,9 +1,12 @@
-"""Fine-tuning end to end: VGG16's `block5` unfrozen under a trained decoder.
+"""Fine-tuning at the cost of the unfrozen part only.
 
-Tutorials that fine-tune their CNN unfreeze its last block, and so do we. Here the encoder reads
-JPEG files (not cached features), only `block5_*` layers train, the learning rate is
-a tenth of the profile's, and everything else (loss, optimiser, checkpoints, early
-stopping, resume) is `helpers.train.fit`.
+Tutorials that fine-tune their CNN unfreeze its last block, and so do we, without
+running the rest of the CNN again and again: the output of the frozen part (VGG16:
+`block4_pool`, ResNet: the end of stage 4) is cached once per image with the feature
+machinery of notebook 02, and each step runs only the unfrozen part (`block5` or
+`conv5`) on that cache, once per image, for all of the image's captions. The CNN part
+learns at `cfg.finetune_cnn_scale` times the decoder's rate; everything else (loss,
+optimiser, checkpoints, early stopping, resume) is `helpers.train.fit`.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from helpers import features, train
 from helpers.config import Config
@@ -21,135 +24,153 @@ from helpers.model import PACKAGE
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class EndToEnd(keras.Model):
-    """Preprocessed images and words in, next-word logits out."""
+class FineTuner(keras.Model):
+    """The unfrozen CNN part under a decoder: cached frozen outputs of B images and
+    K captions of each in, next-word logits out, (B, K, time, vocabulary)."""
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, **kwargs):
+    def __init__(self, tuned: keras.Model, decoder: keras.Model, **kwargs):
         super().__init__(**kwargs)
-        self.encoder, self.decoder = encoder, decoder
+        self.tuned, self.decoder = tuned, decoder
+        # The CNN's steps are smaller than the decoder's (helpers.train.ScaledAdam).
+        self.learning_rate_scales = {}
+
+    def grid(self, cached):
+        """(B, cells, c) cached frozen outputs -> (B, grid, feature_dim) features."""
+        _, height, width, channels = self.tuned.input_shape
+        images = ops.reshape(cached, (-1, height, width, channels))
+        # Inference mode: BatchNorm keeps its ImageNet statistics (ResNet).
+        grid = self.tuned(images, training=False)  # (B, h, w, feature_dim)
+        return ops.reshape(grid, (-1, grid.shape[1] * grid.shape[2], grid.shape[3]))
 
     def call(self, inputs, training=False):
-        images, words = inputs  # (batch, size, size, 3), (batch, time)
-        grid = self.encoder(images, training=training)  # (batch, h, w, channels)
-        _, height, width, channels = self.encoder.output_shape
-        cells = keras.ops.reshape(
-            grid, (-1, height * width, channels)
-        )  # (batch, grid, c)
-        return self.decoder((cells, words), training=training)  # (batch, time, vocab)
+        cached, words = inputs  # (B, cells, c), (B, K, time)
+        per_image, time = words.shape[1], words.shape[2]
+        grid = ops.repeat(self.grid(cached), per_image, axis=0)  # (B * K, grid, dim)
+        logits = self.decoder(
+            (grid, ops.reshape(words, (-1, time))), training=training
+        )  # (B * K, time, vocabulary)
+        return ops.reshape(logits, (-1, per_image, time, logits.shape[-1]))
 
     def get_config(self):
         return {
             **super().get_config(),
-            "encoder": keras.saving.serialize_keras_object(self.encoder),
+            "tuned": keras.saving.serialize_keras_object(self.tuned),
             "decoder": keras.saving.serialize_keras_object(self.decoder),
         }
 
     @classmethod
     def from_config(cls, config):
-        encoder = keras.saving.deserialize_keras_object(config.pop("encoder"))
+        tuned = keras.saving.deserialize_keras_object(config.pop("tuned"))
         decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
-        return cls(encoder, decoder, **config)
+        return cls(tuned, decoder, **config)
 
 
-def unfreeze_last_block(encoder: keras.Model, prefix: str = "block5") -> None:
-    """Make only the layers named `prefix*` trainable."""
-    for layer in encoder.layers:
-        layer.trainable = layer.name.startswith(prefix)
+def caption_groups(
+    captions: dict[str, list[str]], names: list[str], vocabulary, feature_names
+) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, tokens): each image's cache row and its captions' padded ids,
+    (images, K, length); an image with fewer than K captions gets empty ones (all
+    padding, so they weigh nothing in the loss)."""
+    per_image = max(len(captions[n]) for n in names)
+    tokens = np.zeros((len(names), per_image, vocabulary.max_length + 2), np.int32)
+    for i, name in enumerate(names):
+        tokens[i, : len(captions[name])] = vocabulary.encode_batch(captions[name])
+    return features.rows_of(names, feature_names), tokens
 
 
-def image_caption_dataset(
-    paths: list[str],
-    tokens: np.ndarray,
-    size: int,
-    batch_size: int,
-    encoder: str,
-    shuffle: bool = False,
-    seed: int = 0,
-) -> tf.data.Dataset:
-    """Batches of ((preprocessed images, input words), target words, target weights)."""
-    decode, prepare = features.decode_in_graph(size), features.preprocess(encoder)
-
-    def load(path, caption):
-        image, _ = decode(path)
-        return image, caption
-
-    def split(images, batch_tokens):
-        return train.teacher_forcing(prepare(tf.cast(images, tf.float32)), batch_tokens)
-
-    data = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], tokens))
-    if shuffle:
-        data = data.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
-    return (
-        data.map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .batch(batch_size)
-        .map(split, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
+def copy_decoder(decoder: keras.Model) -> keras.Model:
+    """A new decoder with the same configuration and weights."""
+    copy = type(decoder).from_config(decoder.get_config())
+    probe = np.zeros((1, decoder.grid, decoder.feature_dim), np.float32)
+    copy((probe, np.ones((1, 1), np.int32)))
+    copy.set_weights(decoder.get_weights())
+    return copy
 
 
 def fine_tune(
     decoder: keras.Model,
-    encoder_identity: dict,
+    cache: np.ndarray,
+    cache_index: dict,
     cfg: Config,
-    image_paths: dict,
     captions: dict[str, list[str]],
     splits: dict[str, list[str]],
     vocabulary,
     out: str | Path,
     *,
-    epochs: int | None = None,
-    max_steps: int | None = None,
     weights: str | None = None,
+    epochs: int | None = None,
     verbose: int = 2,
+    strategy=None,
 ):
-    """Train encoder `block5` and decoder together from images; returns (model, log).
+    """Train the encoder's unfrozen part and (a copy of) `decoder` together from the
+    frozen part's cache (`features.extract(..., layer=ENCODERS[encoder].frozen)`);
+    returns (FineTuner, log rows). `decoder` itself is left as it was.
 
-    `epochs` defaults to `cfg.finetune_epochs`, the learning rate is
-    `cfg.learning_rate * cfg.finetune_learning_rate_scale`.
+    `epochs` defaults to `cfg.finetune_epochs`. The decoder learns at
+    `cfg.learning_rate * cfg.finetune_learning_rate_scale`, the CNN part at
+    `cfg.finetune_cnn_scale` times that. `weights` is the encoder's weights file if
+    it was made with one.
     """
-    name, size = encoder_identity["encoder"], encoder_identity["image_size"]
-    epochs = epochs or cfg.finetune_epochs
-    table = {}  # split -> (image path of each caption, its padded token ids)
-    for split in ("train", "dev"):
-        pairs = [(image_paths[n], c) for n in splits[split] for c in captions[n]]
-        table[split] = (
-            [str(p) for p, _ in pairs],
-            vocabulary.encode_batch([c for _, c in pairs]),
+    name = cache_index["encoder"]
+    if cache_index["layer"] != features.ENCODERS[name].frozen:
+        raise ValueError(
+            f"the cache holds {name} {cache_index['layer']}; fine-tuning reads "
+            f"{features.ENCODERS[name].frozen}, the output of the frozen part"
         )
-    settings = {
-        "fine_tune": True,
-        "encoder": encoder_identity,
-        "epochs": epochs,
-        "max_steps": max_steps,
-        "config": json.loads(cfg.to_json()),
-        "vocabulary": train.fingerprint(vocabulary.words),
-        "captions": train.fingerprint(
-            table["train"][0], table["train"][1], table["dev"][0], table["dev"][1]
-        ),
+    table = {
+        split: caption_groups(captions, splits[split], vocabulary, cache_index["names"])
+        for split in ("train", "dev")
     }
+    probe = np.linspace(0, len(cache) - 1, num=min(16, len(cache)), dtype=int)
+    epochs = epochs or cfg.finetune_epochs
+    settings = {
+        "fine_tune": name,
+        "epochs": epochs,
+        "config": json.loads(cfg.to_json()),
+        "decoder": train.fingerprint(*decoder.get_weights()),
+        "vocabulary": train.fingerprint(vocabulary.words),
+        "captions": train.fingerprint(*table["train"], *table["dev"]),
+        "cache": train.fingerprint(cache_index["names"], list(cache.shape), cache[probe]),
+        "weights": cache_index["weights"],
+    }
+    per_image = table["train"][1].shape[1]
 
-    def datasets(batch_size):
-        train_data = image_caption_dataset(
-            *table["train"], size, batch_size, name, True, cfg.seed
+    def datasets(batch_size):  # batch_size captions: whole images of K captions each
+        images = max(1, batch_size // per_image)
+        return (
+            train.make_dataset(cache, *table["train"], images, True, cfg.seed),
+            train.make_dataset(cache, *table["dev"], images),
         )
-        dev_data = image_caption_dataset(*table["dev"], size, batch_size, name)
-        if max_steps:
-            train_data, dev_data = train_data.take(max_steps), dev_data.take(max_steps)
-        return train_data, dev_data
 
     def build():
-        encoder = features.encoder_from_identity(encoder_identity, weights)
-        unfreeze_last_block(encoder)
-        return EndToEnd(encoder, decoder)
+        identity = {**cache_index, "layer": features.ENCODERS[name].layer}
+        encoder = features.encoder_from_identity(identity, weights)
+        model = FineTuner(features.tuned_part(encoder, name), copy_decoder(decoder))
+        model.learning_rate_scales = {
+            v.path: cfg.finetune_cnn_scale for v in model.tuned.trainable_variables
+        }
+        return model
 
     return train.fit(
         out,
         settings,
         build,
         datasets,
-        len(table["train"][0]),
         cfg,
         epochs,
         cfg.learning_rate * cfg.finetune_learning_rate_scale,
         verbose=verbose,
+        strategy=strategy,
+    )
+
+
+def tuned_features(
+    tuner: FineTuner, cache: np.ndarray, rows: np.ndarray, batch_size: int = 64
+) -> np.ndarray:
+    """Features of the given cache rows through the fine-tuned part, float32."""
+    return np.concatenate(
+        [
+            ops.convert_to_numpy(tuner.grid(np.asarray(cache[rows[i : i + batch_size]])))
+            for i in range(0, len(rows), batch_size)
+        ]
     )

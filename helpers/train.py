@@ -72,7 +72,7 @@ def teacher_forcing(images_or_features, tokens):
 
     The weights are 0 on padding, so padding never contributes to the loss.
     """
-    inputs, targets = tokens[:, :-1], tokens[:, 1:]  # (batch, time) each
+    inputs, targets = tokens[..., :-1], tokens[..., 1:]  # (batch, [captions,] time)
     weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
     return (images_or_features, inputs), targets, weights
 
@@ -107,6 +107,28 @@ def make_dataset(
         .map(load, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
     )
+
+
+@keras.saving.register_keras_serializable(package=models.PACKAGE)
+class ScaledAdam(keras.optimizers.Adam):
+    """Adam whose learning rate is multiplied by `scales[variable.path]` for some
+    variables: fine-tuning moves the CNN in smaller steps than the decoder.
+
+    (Scaling those gradients instead would change nothing: Adam divides them out.)
+    """
+
+    def __init__(self, *args, scales: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scales = dict(scales or {})
+
+    def update_step(self, gradient, variable, learning_rate):
+        # As Adam finds the variable's moments (the backend may pass its tf.Variable).
+        path = self._trainable_variables[self._get_variable_index(variable)].path
+        scale = self.scales.get(path, 1.0)
+        super().update_step(gradient, variable, learning_rate * scale)
+
+    def get_config(self):
+        return {**super().get_config(), "scales": self.scales}
 
 
 def masked_loss() -> keras.losses.Loss:
@@ -188,7 +210,6 @@ def train(
         settings,
         build,
         datasets,
-        len(train_rows),
         cfg,
         epochs or cfg.epochs,
         cfg.learning_rate,
@@ -203,7 +224,6 @@ def fit(
     settings: dict,
     build,
     datasets,
-    examples: int,
     cfg: Config,
     epochs: int,
     learning_rate: float,
@@ -215,8 +235,10 @@ def fit(
 
     `build()` makes the model and `datasets(batch_size)` the (train, dev) data; the
     model is built under `strategy` (default: every GPU, see `devices`), and each
-    step takes `cfg.batch_size` captions per replica. A finished run with the same
-    `settings` is reused; a killed one resumes from its backup.
+    step takes `cfg.batch_size` captions per replica. A model with a
+    `learning_rate_scales` attribute ({variable path: factor}) trains those variables
+    at a scaled learning rate. A finished run with the same `settings` is reused; a
+    killed one resumes from its backup.
     """
     out = Path(out)
     saved = read_json(out / "settings.json") if (out / "settings.json").exists() else {}
@@ -236,14 +258,17 @@ def fit(
     strategy = strategy or devices.distribution_strategy()
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
     train_data, dev_data = datasets(batch_size)
-    steps = int(np.ceil(examples / batch_size))
+    steps = int(train_data.cardinality())  # per epoch
     with strategy.scope():
         model = build()
         schedule = keras.optimizers.schedules.CosineDecay(
             learning_rate, decay_steps=steps * epochs, alpha=cfg.final_learning_rate
         )
+        scales = getattr(model, "learning_rate_scales", None)
         model.compile(
-            optimizer=keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
+            optimizer=ScaledAdam(schedule, scales=scales, clipnorm=cfg.clip_norm)
+            if scales
+            else keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
             loss=masked_loss(),
             weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
             jit_compile=devices.use_xla("training"),

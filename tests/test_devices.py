@@ -119,7 +119,7 @@ for name, strategy, batch in [("one", one, 16), ("two", two, 8)]:
         )
 
     model, log = train.fit(
-        f"{out}/{name}", {"run": name}, build, datasets, len(table["train"][0]), cfg,
+        f"{out}/{name}", {"run": name}, build, datasets, cfg,
         cfg.epochs, cfg.learning_rate, verbose=0, strategy=strategy,
     )
     results[f"{name}_loss"] = [row["loss"] for row in log]

@@ -1,21 +1,63 @@
-"""Fine-tuning end to end for a few steps on the sample, at a small size."""
+"""Fine-tuning from the frozen part's cache, and bundles that carry the tuned layers."""
+
+import json
 
 import keras
 import numpy as np
+import pytest
 
-from helpers import data, features, finetune, sample
+from helpers import bundle, data, features, finetune, sample, train
 from helpers import model as models
+from helpers.caption import Captioner
 from helpers.config import get_config
 from helpers.text import Vocabulary
 
-SIZE = 32  # VGG16 block5_conv3 is 2x2 here: 4 grid cells
+SIZE = 32  # VGG16 block4_pool and block5_conv3 are 2x2 here
 
 
-def test_only_block5_and_the_decoder_learn(tmp_path):
-    folder = sample.write_sample(tmp_path / "data", 24, seed=8)
-    dataset = data.load_dataset(folder)
+@pytest.mark.parametrize("name", sorted(features.ENCODERS))
+def test_the_tuned_part_on_the_frozen_output_is_the_whole_encoder(name):
+    encoder = features.build_encoder(name, None, SIZE, seed=3)
+    spec = features.ENCODERS[name]
+    frozen = keras.Model(encoder.input, encoder.get_layer(spec.frozen).output)
+    part = features.tuned_part(encoder, name)
+    images = np.random.default_rng(0).uniform(-100, 100, (2, SIZE, SIZE, 3))
+    whole = encoder.predict_on_batch(images.astype("float32"))
+    np.testing.assert_allclose(part(frozen(images)), whole, rtol=1e-4, atol=1e-3)
+    trainable = {layer.name for layer in part.layers if layer.trainable_weights}
+    assert trainable and all(n.startswith(spec.tuned) for n in trainable)
+    assert not any("_bn" in n for n in trainable)  # BatchNorm keeps its statistics
+    assert 0 < features.conv_flops(part) < features.conv_flops(encoder) / 4
+
+
+def test_conv_flops_counts_two_per_multiply_add():
+    inputs = keras.Input((8, 8, 3))
+    outputs = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    outputs = keras.layers.Conv2D(5, 1, strides=2)(outputs)
+    model = keras.Model(inputs, outputs)
+    assert features.conv_flops(model) == 2 * (8 * 8 * 9 * 3 * 4 + 4 * 4 * 4 * 5)
+
+
+def test_vgg16_at_224_costs_its_published_15_5_gigamacs():
+    table = {row["encoder"]: row for row in features.encoder_table()}
+    assert abs(table["vgg16"]["gflops"] / 2 - 15.35) < 0.05  # convolutions only
+    assert table["resnet50"]["grid"] == "7x7" and table["resnet152"]["channels"] == 2048
+    assert table["vgg16"]["cache_gb"] == pytest.approx(8091 * 196 * 512 * 2 / 1e9)
+
+
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One epoch of fine-tuning VGG16 block5 and a small decoder on 24 pictures."""
+    root = tmp_path_factory.mktemp("finetune")
+    dataset = data.load_dataset(sample.write_sample(root / "data", 24, seed=8))
+    extract = dict(weights=None, image_size=SIZE, batch_size=8, seed=5, progress=False)
+    index = features.extract(dataset.image_paths, root / "features", **extract)
+    cache_index = features.extract(
+        dataset.image_paths, root / "frozen", layer="block4_pool", **extract
+    )
+    cache, _ = features.load_features(root / "frozen")
     cfg = get_config(
-        "ci", embedding_dim=8, units=16, attention_dim=8, batch_size=4, learning_rate=1e-1
+        "ci", embedding_dim=8, units=16, attention_dim=8, batch_size=10, learning_rate=0.1
     )
     vocabulary = Vocabulary.fit(
         [c for n in dataset.splits["train"] for c in dataset.captions[n]], 1
@@ -23,39 +65,102 @@ def test_only_block5_and_the_decoder_learn(tmp_path):
     decoder = models.build(
         "attention", cfg, len(vocabulary), (4, 512), np.zeros(512), np.ones(512)
     )
-    identity = {
-        "encoder": "vgg16",
-        "image_size": SIZE,
-        "layer": "block5_conv3",
-        "weights": "random-he-normal(seed=5)",
-    }
-    before = features.build_encoder("vgg16", None, SIZE, seed=5)
+    decoder((np.zeros((1, 4, 512), "float32"), np.ones((1, 2), "int32")))
+    before = [w.copy() for w in decoder.get_weights()]
+    args = (decoder, cache, cache_index, cfg, dataset.captions, dataset.splits)
     model, log = finetune.fine_tune(
-        decoder,
-        identity,
-        cfg,
-        dataset.image_paths,
-        dataset.captions,
-        dataset.splits,
-        vocabulary,
-        tmp_path / "run",
-        epochs=1,
-        max_steps=2,
-        verbose=0,
+        *args, vocabulary, root / "run", epochs=1, verbose=0
     )
+    return locals()
+
+
+def test_fine_tuning_trains_the_last_block_and_a_copy_of_the_decoder(tuned):
+    model, log = tuned["model"], tuned["log"]
     assert len(log) == 1 and np.isfinite(log[0]["loss"])
-    after = {layer.name: layer for layer in model.encoder.layers}
-    for layer in before.layers:
-        if not layer.weights:
-            continue
-        same = np.array_equal(layer.get_weights()[0], after[layer.name].get_weights()[0])
-        assert same != layer.name.startswith("block5"), layer.name
-    reloaded = keras.saving.load_model(tmp_path / "run" / "best.keras")
-    assert isinstance(reloaded, finetune.EndToEnd)
-    images = features.preprocess("vgg16")(
-        np.random.default_rng(0).uniform(0, 255, (2, SIZE, SIZE, 3)).astype("float32")
+    original = features.build_encoder("vgg16", None, SIZE, seed=5)
+    for layer in model.tuned.layers:
+        if layer.weights:
+            start = original.get_layer(layer.name).get_weights()[0]
+            assert not np.array_equal(layer.get_weights()[0], start), layer.name
+    for old, now in zip(tuned["before"], tuned["decoder"].get_weights()):
+        np.testing.assert_array_equal(old, now)  # the decoder handed in is untouched
+    new = model.decoder.get_weights()
+    assert any(not np.array_equal(old, w) for old, w in zip(tuned["before"], new))
+
+
+def test_a_finished_fine_tuning_is_reused_and_reloads_the_same(tuned):
+    log = (tuned["root"] / "run" / "log.csv").read_text()
+    again, _ = finetune.fine_tune(
+        *tuned["args"], tuned["vocabulary"], tuned["root"] / "run", epochs=1, verbose=0
     )
-    words = np.ones((2, 3), np.int32)
+    assert (tuned["root"] / "run" / "log.csv").read_text() == log
+    assert isinstance(again, finetune.FineTuner)
+    rows = np.arange(3)
     np.testing.assert_allclose(
-        reloaded((images, words)), model((images, words)), atol=1e-5
+        finetune.tuned_features(again, tuned["cache"], rows),
+        finetune.tuned_features(tuned["model"], tuned["cache"], rows),
+        rtol=1e-5,
     )
+
+
+def test_fine_tuning_refuses_a_cache_of_another_layer(tuned):
+    features_cache, index = features.load_features(tuned["root"] / "features")
+    with pytest.raises(ValueError, match="fine-tuning reads block4_pool"):
+        finetune.fine_tune(
+            tuned["decoder"],
+            features_cache,
+            index,
+            tuned["cfg"],
+            {},
+            {},
+            tuned["vocabulary"],
+            tuned["root"] / "other",
+        )
+
+
+def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
+    model, dataset = tuned["model"], tuned["dataset"]
+    folder = bundle.save_bundle(
+        tmp_path / "bundle",
+        {"attention": model.decoder},
+        tuned["vocabulary"],
+        tuned["cfg"],
+        tuned["index"],
+        tuned=model.tuned,
+    )
+    manifest = json.loads((folder / bundle.MANIFEST).read_text())
+    assert manifest["encoder"]["tuned_layers"] == [
+        "block5_conv1",
+        "block5_conv2",
+        "block5_conv3",
+    ]
+    assert bundle.TUNED in manifest["files"]
+    captioner = Captioner(folder)
+    names = dataset.splits["test"][:2]
+    pictures = [captioner.load(dataset.image_paths[n]) for n in names]
+    rows = features.rows_of(names, tuned["cache_index"]["names"])
+    expected = finetune.tuned_features(model, tuned["cache"], rows)
+    scale = np.abs(expected).max()  # the cache rounds to float16
+    np.testing.assert_allclose(captioner.encode(pictures), expected, atol=scale * 2e-3)
+    frozen = features.load_features(tuned["root"] / "features")[0][rows]
+    assert np.abs(frozen - expected).max() > scale * 0.01  # the tuned layers differ
+
+    with pytest.raises(ValueError, match="trained on other features: tuned_layers"):
+        bundle.load_bundle(folder, expect_encoder=bundle.encoder_identity(tuned["index"]))
+    manifest["encoder"]["tuned_layers"] = ["block5_conv1"]
+    (folder / bundle.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="not the ones vgg16 fine-tunes"):
+        Captioner(folder)
+    (folder / bundle.TUNED).write_bytes(b"other weights")
+    with pytest.raises(ValueError, match="encoder_tuned.weights.h5 is not the file"):
+        Captioner(folder)
+
+
+def test_scaled_adam_moves_the_scaled_variables_in_smaller_steps():
+    slow, fast = keras.Variable(np.ones(3), name="slow"), keras.Variable(np.ones(3))
+    optimizer = train.ScaledAdam(0.01, scales={slow.path: 0.1})
+    optimizer.apply([np.full(3, 0.5), np.full(3, 0.5)], [slow, fast])
+    np.testing.assert_allclose(1 - slow.numpy(), 0.1 * (1 - fast.numpy()), rtol=1e-5)
+    np.testing.assert_allclose(1 - fast.numpy(), 0.01, rtol=1e-4)
+    restored = train.ScaledAdam.from_config(optimizer.get_config())
+    assert restored.scales == {slow.path: 0.1}
