@@ -1,5 +1,5 @@
 """The series as a reader meets it: figures shown inline, prose before code, one kernel,
-parameters that reach the config, HTML copies, and notebooks 02-06 with ResNet-50."""
+parameters that reach the config, HTML copies, and notebooks 02-07 with ResNet-50."""
 
 import base64
 import datetime
@@ -149,8 +149,9 @@ def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle
     assert len(explorer.step_figure(0).axes) == 2
 
 
-def test_notebooks_02_to_06_run_with_resnet50(tmp_path, monkeypatch):
-    """The series is not tied to VGG16: a 2x2 grid of 2048 channels goes all the way."""
+def test_notebooks_02_to_07_run_with_resnet50(tmp_path, monkeypatch):
+    """The series is not tied to VGG16: a 2x2 grid of 2048 channels goes all the way,
+    and fine-tuning trains stage conv5 from the cached output of stage 4."""
     monkeypatch.setenv("CAPTION_ARTIFACTS", str(tmp_path / "artifacts"))
     overrides = {
         "encoder": "resnet50",
@@ -162,6 +163,7 @@ def test_notebooks_02_to_06_run_with_resnet50(tmp_path, monkeypatch):
         "units": 16,
         "attention_dim": 8,
         "batch_size": 16,
+        "finetune_epochs": 1,
     }
     executed = tmp_path / "executed"
     executed.mkdir()
@@ -176,3 +178,13 @@ def test_notebooks_02_to_06_run_with_resnet50(tmp_path, monkeypatch):
     )
     assert manifest["encoder"]["encoder"] == "resnet50"
     assert (executed / "06_evaluate.html").exists()
+    frozen = json.loads(
+        (tmp_path / "artifacts" / "ci" / "features_frozen" / "features.json").read_text()
+    )
+    assert frozen["layer"] == "conv4_block6_out" and frozen["shape"][1:] == [16, 1024]
+    tuned = json.loads(
+        (tmp_path / "artifacts" / "ci" / "bundle-finetuned" / "bundle.json").read_text()
+    )["encoder"]["tuned_layers"]
+    assert tuned[0] == "conv5_block1_1_conv" and all(n.startswith("conv5") for n in tuned)
+    finetuned = json.loads((tmp_path / "artifacts" / "ci" / "finetune.json").read_text())
+    assert set(finetuned["table"]) == {"attention, frozen CNN", "attention, fine-tuned"}
