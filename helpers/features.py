@@ -1,7 +1,7 @@
 """CNN features for every image: VGG16 `block5_conv3` (14x14x512 at 224x224) by default.
 
     python -m helpers.features extract --data DATA_DIR --out OUT_DIR \
-        [--weights imagenet|none|PATH] [--limit N] [--batch-size N] [--layer NAME]
+        [--weights imagenet|none|PATH] [--limit N] [--batch-size N] [--layer NAME] [--source FROZEN_DIR]
     python -m helpers.features encoders    # grid, GFLOPs and cache size of each
 
 The result is one float16 memory-mapped `features.npy` of shape (N, 196, 512) and an
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -120,10 +121,8 @@ def build_encoder(
     weights: str | None = "imagenet",
     image_size: int = 224,
     seed: int = 1234,
-    layer: str | None = None,
 ):
-    """The CNN cut at `layer` (default: its feature layer), as a Keras model:
-    (batch, size, size, 3) -> (batch, h, w, channels).
+    """The CNN cut at its feature layer: (batch, size, size, 3) -> (batch, h, w, channels).
 
     `weights` is "imagenet" (downloaded by Keras once, on a machine with internet),
     a path to a local `.h5` weights file, or None for random weights from `seed`.
@@ -132,7 +131,7 @@ def build_encoder(
 
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
-    class_name, layer = ENCODERS[name].application, layer or ENCODERS[name].layer
+    class_name, layer = ENCODERS[name].application, ENCODERS[name].layer
     application = getattr(keras.applications, class_name)
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: weights file not found")
@@ -308,11 +307,16 @@ def extract(
     model=None,
     strategy=None,
     layer: str | None = None,
+    source: str | Path | None = None,
 ) -> dict:
     """Features for `image_paths` (name -> file) into `out`; returns the index.
 
     `layer` defaults to the encoder's feature layer; fine-tuning caches the output of
-    its frozen layer (`ENCODERS[encoder].frozen`) with the same machinery.
+    its frozen layer (`ENCODERS[encoder].frozen`) with the same machinery. With
+    `source`, a finished cache of that frozen layer (same encoder, weights and size),
+    the feature layer is computed from it by the rest of the CNN alone (VGG16: block5,
+    9% of the work) instead of from the pictures; it differs from the direct way only
+    by the cache's float16 rounding.
 
     Rows follow the order of `image_paths`, unless `out` holds a finished cache from
     the same encoder that has every requested image: it is reused as it is and rows
@@ -334,18 +338,33 @@ def extract(
         "image_size": image_size,
         "weights": weights_identity(weights, seed),
     }
+
+    def build():
+        import keras
+
+        full = model or build_encoder(encoder, weights, image_size, seed)
+        if source:
+            return tuned_part(full, encoder)
+        if settings["layer"] == full.layers[-1].name:
+            return full
+        return keras.Model(full.input, full.get_layer(settings["layer"]).output)
+
+    if source:
+        batches = _cached_batches(source, settings)
+    else:
+
+        def batches(names, size):
+            paths = [image_paths[name] for name in names]
+            return image_dataset(paths, image_size, size, encoder)
+
     try:
         with filelock.FileLock(out / LOCK, timeout=0):
             return _extract(
                 image_paths,
                 out,
                 settings,
-                lambda: (
-                    model
-                    or build_encoder(
-                        encoder, weights, image_size, seed, settings["layer"]
-                    )
-                ),
+                build,
+                batches,
                 batch_size,
                 progress,
                 strategy or devices.distribution_strategy(),
@@ -357,8 +376,39 @@ def extract(
         ) from None
 
 
+def _cached_batches(source, settings: dict):
+    """A `batches(names, size)` function reading a frozen-layer cache, with the same
+    errors (the skipped pictures) as the extraction that made it."""
+    cache, index = load_features(source)
+    frozen = ENCODERS[settings["encoder"]].frozen
+    wanted = {**settings, "layer": frozen}
+    if settings["layer"] != ENCODERS[settings["encoder"]].layer or not _same(
+        index, wanted
+    ):
+        raise ValueError(
+            f"{source}: holds {index.get('encoder')} {index.get('layer')} "
+            f"({index.get('weights')}, {index.get('image_size')} px), not the "
+            f"{frozen} output these features need"
+        )
+
+    cells, channels = cache.shape[1:]
+    side = math.isqrt(cells)  # square pictures give square grids
+
+    def batches(names, size):
+        rows = rows_of(names, index["names"])
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            reasons = [index["skipped"].get(n, "") for n in names[start : start + size]]
+            yield (
+                np.asarray(cache[chunk], np.float32).reshape(-1, side, side, channels),
+                np.array([reason.encode() for reason in reasons]),
+            )
+
+    return batches
+
+
 def _extract(
-    image_paths, out: Path, settings: dict, build, batch_size, progress, strategy
+    image_paths, out: Path, settings: dict, build, batches, batch_size, progress, strategy
 ):
     """`extract` once it holds the folder's lock."""
     from tqdm.auto import tqdm
@@ -398,7 +448,6 @@ def _extract(
         write_json_atomic(out / PROGRESS, state)
     array = _open_array(partial, shape, dtype, mode="r+")
     start, skipped = state["done"], dict(state["skipped"])
-    paths = [image_paths[name] for name in names[start:]]
     bar = tqdm(
         total=len(names),
         initial=start,
@@ -407,11 +456,9 @@ def _extract(
         desc=f"{encoder} features",
     )  # shows images per second
     row = start
-    for images, errors in image_dataset(
-        paths, settings["image_size"], batch_size, encoder
-    ):
+    for images, errors in batches(names[start:], batch_size):
         features = forward(images).reshape(len(images), *shape[1:])
-        for offset, error in enumerate(errors.numpy()):
+        for offset, error in enumerate(np.asarray(errors)):
             if error:
                 skipped[names[row + offset]] = error.decode()
                 features[offset] = 0
@@ -545,6 +592,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--image-size", type=int, default=224)
     run.add_argument("--seed", type=int, default=1234)
     run.add_argument("--layer", help="another layer to cache (default: the grid's)")
+    run.add_argument(
+        "--source", type=Path, help="a cache of the frozen layer to start from"
+    )
     commands.add_parser("encoders", help="print the table of encoders (README)")
     args = parser.parse_args(argv)
     if args.command == "encoders":
@@ -581,6 +631,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=args.batch_size,
             seed=args.seed,
             layer=args.layer,
+            source=args.source,
         )
     except (OSError, ValueError, RuntimeError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -68,9 +68,7 @@ def tuned(tmp_path_factory):
     decoder((np.zeros((1, 4, 512), "float32"), np.ones((1, 2), "int32")))
     before = [w.copy() for w in decoder.get_weights()]
     args = (decoder, cache, cache_index, cfg, dataset.captions, dataset.splits)
-    model, log = finetune.fine_tune(
-        *args, vocabulary, root / "run", epochs=1, verbose=0
-    )
+    model, log = finetune.fine_tune(*args, vocabulary, root / "run", epochs=1, verbose=0)
     return locals()
 
 
@@ -164,3 +162,23 @@ def test_scaled_adam_moves_the_scaled_variables_in_smaller_steps():
     np.testing.assert_allclose(1 - fast.numpy(), 0.01, rtol=1e-4)
     restored = train.ScaledAdam.from_config(optimizer.get_config())
     assert restored.scales == {slow.path: 0.1}
+
+
+def test_features_from_the_frozen_cache_match_the_pictures_and_keep_the_skipped(
+    tuned, tmp_path
+):
+    root, extract = tuned["root"], tuned["extract"]
+    (tmp_path / "broken.jpg").write_bytes(b"not a picture")
+    paths = {**tuned["dataset"].image_paths, "broken.jpg": tmp_path / "broken.jpg"}
+    features.extract(paths, tmp_path / "frozen", layer="block4_pool", **extract)
+    index = features.extract(
+        paths, tmp_path / "derived", source=tmp_path / "frozen", **extract
+    )
+    derived, _ = features.load_features(tmp_path / "derived")
+    direct, direct_index = features.load_features(root / "features")
+    assert index["layer"] == "block5_conv3" and list(index["skipped"]) == ["broken.jpg"]
+    assert not derived[-1].any()  # a skipped picture's row stays zero
+    scale = np.abs(direct).max()
+    np.testing.assert_allclose(derived[:-1].astype(np.float32), direct, atol=scale * 2e-3)
+    with pytest.raises(ValueError, match="not the block4_pool output"):
+        features.extract(paths, tmp_path / "wrong", source=root / "features", **extract)
