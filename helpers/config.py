@@ -52,7 +52,7 @@ class Config:
     # Calibrated on the sample (notebook 07, README): larger steps lose what the
     # decoder learnt before they gain.
     finetune_learning_rate_scale: float = 0.05  # decoder: times learning_rate
-    finetune_cnn_scale: float = 0.1  # the CNN part: times the decoder's rate
+    finetune_cnn_scale: float = 0.03  # the CNN part: times the decoder's rate
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
     # Decoding
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
