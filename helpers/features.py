@@ -345,7 +345,7 @@ def extract(
         full = model or build_encoder(encoder, weights, image_size, seed)
         if source:
             return tuned_part(full, encoder)
-        if settings["layer"] == full.layers[-1].name:
+        if settings["layer"] == ENCODERS[encoder].layer:
             return full
         return keras.Model(full.input, full.get_layer(settings["layer"]).output)
 
@@ -462,7 +462,8 @@ def _extract(
             if error:
                 skipped[names[row + offset]] = error.decode()
                 features[offset] = 0
-        features = features.astype(dtype)
+        with np.errstate(over="ignore"):  # checked just below, with a clear message
+            features = features.astype(dtype)
         finite = np.isfinite(features).reshape(len(images), -1).all(axis=1)
         if not finite.all():
             bad = [names[row + i] for i in np.flatnonzero(~finite)]

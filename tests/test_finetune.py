@@ -8,6 +8,7 @@ import pytest
 
 from helpers import bundle, data, features, finetune, sample, train
 from helpers import model as models
+from helpers.app import create_app
 from helpers.caption import Captioner
 from helpers.config import get_config
 from helpers.text import Vocabulary
@@ -134,6 +135,8 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
     ]
     assert bundle.TUNED in manifest["files"]
     captioner = Captioner(folder)
+    page = create_app(captioner).test_client().get("/").get_data(as_text=True)
+    assert "random-he-normal(seed=5) weights, fine-tuned" in page
     names = dataset.splits["test"][:2]
     pictures = [captioner.load(dataset.image_paths[n]) for n in names]
     rows = features.rows_of(names, tuned["cache_index"]["names"])
