@@ -83,6 +83,7 @@ _CI = Config(
     epochs=15,
     learning_rate=2e-3,
     patience=4,
+    finetune_epochs=1,  # notebook 07 in CI: one epoch shows it runs (sample: two)
 )
 PRESETS: dict[str, Config] = {
     # CI and `make test`: a few hundred generated images, random VGG weights, CPU.
@@ -97,6 +98,7 @@ PRESETS: dict[str, Config] = {
         embedding_dim=96,
         units=192,
         attention_dim=96,
+        finetune_epochs=2,
     ),
     # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
     "flickr8k": Config(
@@ -117,6 +119,7 @@ PRESETS["gpu"] = dataclasses.replace(
     attention_dim=256,
     batch_size=64,
     epochs=20,
+    finetune_epochs=2,
 )
 # Flickr8k on a CPU: the same data and features, a decoder and epoch count sized so
 # that the whole series fits in two hours on 2 cores (benchmarks/flickr8k_scale.py).

@@ -43,6 +43,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "attention_dim",
         "batch_size",
         "epochs",
+        "finetune_epochs",
         "learning_rate",
         "feature_batch_size",
         "patience",
