@@ -34,21 +34,13 @@ class FineTuner(keras.Model):
         # The CNN's steps are smaller than the decoder's (helpers.train.ScaledAdam).
         self.learning_rate_scales = {}
 
-    def grid(self, cached):
-        """(B, cells, c) cached frozen outputs -> (B, grid, feature_dim) features."""
-        _, height, width, channels = self.tuned.input_shape
-        images = ops.reshape(cached, (-1, height, width, channels))
-        # Inference mode: BatchNorm keeps its ImageNet statistics (ResNet).
-        grid = self.tuned(images, training=False)  # (B, h, w, feature_dim)
-        return ops.reshape(grid, (-1, grid.shape[1] * grid.shape[2], grid.shape[3]))
-
     def call(self, inputs, training=False):
         cached, words = inputs  # (B, cells, c), (B, K, time)
         per_image, time = words.shape[1], words.shape[2]
-        grid = ops.repeat(self.grid(cached), per_image, axis=0)  # (B * K, grid, dim)
+        grid = ops.repeat(features_of(self.tuned, cached), per_image, axis=0)
         logits = self.decoder(
             (grid, ops.reshape(words, (-1, time))), training=training
-        )  # (B * K, time, vocabulary)
+        )  # (B * K, time, vocabulary): grid is (B * K, grid, feature_dim)
         return ops.reshape(logits, (-1, per_image, time, logits.shape[-1]))
 
     def get_config(self):
@@ -63,6 +55,14 @@ class FineTuner(keras.Model):
         tuned = keras.saving.deserialize_keras_object(config.pop("tuned"))
         decoder = keras.saving.deserialize_keras_object(config.pop("decoder"))
         return cls(tuned, decoder, **config)
+
+
+def features_of(part: keras.Model, cached):
+    """(B, cells, c) cached frozen outputs -> (B, grid, feature_dim) through the
+    unfrozen `part`, in inference mode (ResNet's BatchNorm keeps its statistics)."""
+    _, height, width, channels = part.input_shape
+    grid = part(ops.reshape(cached, (-1, height, width, channels)), training=False)
+    return ops.reshape(grid, (-1, grid.shape[1] * grid.shape[2], grid.shape[3]))
 
 
 def caption_groups(
@@ -165,12 +165,14 @@ def fine_tune(
 
 
 def tuned_features(
-    tuner: FineTuner, cache: np.ndarray, rows: np.ndarray, batch_size: int = 64
+    part: keras.Model, cache: np.ndarray, rows: np.ndarray, batch_size: int = 64
 ) -> np.ndarray:
-    """Features of the given cache rows through the fine-tuned part, float32."""
+    """Features of the given cache rows through the unfrozen `part`, float32."""
     return np.concatenate(
         [
-            ops.convert_to_numpy(tuner.grid(np.asarray(cache[rows[i : i + batch_size]])))
+            ops.convert_to_numpy(
+                features_of(part, np.asarray(cache[rows[i : i + batch_size]]))
+            )
             for i in range(0, len(rows), batch_size)
         ]
     )

@@ -96,8 +96,8 @@ def test_a_finished_fine_tuning_is_reused_and_reloads_the_same(tuned):
     assert isinstance(again, finetune.FineTuner)
     rows = np.arange(3)
     np.testing.assert_allclose(
-        finetune.tuned_features(again, tuned["cache"], rows),
-        finetune.tuned_features(tuned["model"], tuned["cache"], rows),
+        finetune.tuned_features(again.tuned, tuned["cache"], rows),
+        finetune.tuned_features(tuned["model"].tuned, tuned["cache"], rows),
         rtol=1e-5,
     )
 
@@ -140,7 +140,7 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
     names = dataset.splits["test"][:2]
     pictures = [captioner.load(dataset.image_paths[n]) for n in names]
     rows = features.rows_of(names, tuned["cache_index"]["names"])
-    expected = finetune.tuned_features(model, tuned["cache"], rows)
+    expected = finetune.tuned_features(model.tuned, tuned["cache"], rows)
     scale = np.abs(expected).max()  # the cache rounds to float16
     np.testing.assert_allclose(captioner.encode(pictures), expected, atol=scale * 2e-3)
     frozen = features.load_features(tuned["root"] / "features")[0][rows]
