@@ -54,6 +54,12 @@ class Config:
     finetune_learning_rate_scale: float = 0.05  # decoder: times learning_rate
     finetune_cnn_scale: float = 0.03  # the CNN part: times the decoder's rate
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
+    # Self-critical training (helpers/scst.py): the decoder learns CIDEr-D itself
+    scst_epochs: int = 10  # on top of the cross-entropy decoder; early stopping on dev
+    scst_samples: int = 5  # captions sampled per picture and step
+    scst_baseline: str = "greedy"  # "greedy": its own greedy caption; "mean": the others
+    scst_temperature: float = 1.0  # sampling temperature (1: the model's distribution)
+    scst_learning_rate_scale: float = 0.05  # the decoder's rate: times learning_rate
     # Decoding
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
     length_penalty: float = 1.0  # beam pick: log-probability / length ** this (0: sum)
@@ -84,6 +90,7 @@ _CI = Config(
     learning_rate=2e-3,
     patience=4,
     finetune_epochs=1,  # notebook 07 in CI: one epoch shows it runs (sample: two)
+    scst_epochs=1,  # notebook 08 in CI, likewise
 )
 PRESETS: dict[str, Config] = {
     # CI and `make test`: a few hundred generated images, random VGG weights, CPU.
@@ -99,6 +106,7 @@ PRESETS: dict[str, Config] = {
         units=192,
         attention_dim=96,
         finetune_epochs=2,
+        scst_epochs=10,
     ),
     # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
     "flickr8k": Config(
@@ -120,6 +128,7 @@ PRESETS["gpu"] = dataclasses.replace(
     batch_size=64,
     epochs=20,
     finetune_epochs=2,
+    scst_epochs=10,
 )
 # Flickr8k on a CPU: the same data and features, a decoder and epoch count sized so
 # that the whole series fits in two hours on 2 cores (benchmarks/flickr8k_scale.py).

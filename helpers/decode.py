@@ -38,6 +38,46 @@ def _log_probs(logits, vocabulary_size):
     return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
 
 
+def policy_log_probs(logits, temperature: float = 1.0):
+    """The distribution sampling draws from and self-critical training learns:
+    log-softmax of logits / temperature over the words decoding may emit (<pad>,
+    <start> and <unk> impossible, the rest renormalised)."""
+    banned = tf.one_hot([PAD_ID, START_ID, UNK_ID], tf.shape(logits)[-1])  # (3, V)
+    scaled = tf.cast(logits, tf.float32) / temperature
+    return tf.nn.log_softmax(scaled + NEG_INF * tf.reduce_sum(banned, axis=0))
+
+
+def sample(
+    model,
+    features,
+    samples: int,
+    max_length: int,
+    temperature: float = 1.0,
+    end_id: int = END_ID,
+):
+    """`samples` captions per image, each word drawn from `policy_log_probs`.
+
+    Returns tokens (batch * samples, max_length), an image's samples in consecutive
+    rows, with <pad> after each caption's <end>. The same `model.step` as
+    `beam_search`, one call per word for the whole batch.
+    """
+    features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
+    state = model.initial_state(tf.repeat(features, samples, axis=0))
+    rows = tf.shape(features)[0] * samples
+    tokens = tf.zeros((rows, max_length), tf.int32)
+    finished = tf.zeros((rows,), tf.bool)
+    words = tf.fill([rows], START_ID)
+    for t in tf.range(max_length):
+        logits, _, state = model.step(words, state)  # (rows, vocabulary)
+        drawn = tf.random.categorical(policy_log_probs(logits, temperature), 1)[:, 0]
+        words = tf.where(finished, PAD_ID, tf.cast(drawn, tf.int32))  # (rows,)
+        tokens += words[:, None] * tf.one_hot(t, max_length, dtype=tf.int32)
+        finished |= tf.equal(words, end_id)
+        if tf.reduce_all(finished):
+            break
+    return tokens
+
+
 def _take(values, origin):
     """Rows of `values` (batch, k, ...) reordered by `origin` (batch, k) within each image."""
     return tf.gather(values, origin, batch_dims=1)
@@ -180,35 +220,33 @@ class Decoder:
             block_repeated_trigrams=cfg.block_repeated_trigrams,
         )
 
-    def _function(self, beam_width: int):
+    def _function(self, search, **options):
+        """`search` (beam_search or sample) compiled for this model, once per options."""
+        key = (search.__name__, *sorted(options.items()))
         with self._lock:
-            if beam_width not in self._compiled:
-                self._compiled[beam_width] = self._compile(beam_width)
-            return self._compiled[beam_width]
-
-    def _compile(self, beam_width: int):
-        # An unknown batch size in the signature keeps every loop shape fixed.
-        signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
-        # A partial, not a lambda: tf.function would count every decoder's lambda as
-        # one function retraced and warn about it.
-        return tf.function(
-            functools.partial(
-                beam_search,
-                self.model,
-                beam_width=beam_width,
-                max_length=self.max_length,
-                end_id=self.vocabulary.ids[END],
-                **self.guards,
-            ),
-            input_signature=[signature],
-            jit_compile=self.jit_compile,
-        )
+            if key not in self._compiled:
+                # An unknown batch size in the signature keeps every loop shape fixed.
+                signature = tf.TensorSpec((None, self.model.grid, self.model.feature_dim))
+                # A partial, not a lambda: tf.function would count every decoder's
+                # lambda as one function retraced and warn about it.
+                self._compiled[key] = tf.function(
+                    functools.partial(
+                        search,
+                        self.model,
+                        max_length=self.max_length,
+                        end_id=self.vocabulary.ids[END],
+                        **options,
+                    ),
+                    input_signature=[signature],
+                    jit_compile=self.jit_compile,
+                )
+            return self._compiled[key]
 
     def __call__(self, features, beam_width: int = 1) -> list[dict]:
         """One dict per image: text, tokens, score, attention (words, grid)."""
         if beam_width < 1:
             raise ValueError("beam_width must be at least 1")
-        function = self._function(beam_width)
+        function = self._function(beam_search, beam_width=beam_width, **self.guards)
         results = []
         for start in range(0, len(features), self.batch_size):
             batch = np.asarray(features[start : start + self.batch_size], np.float32)
@@ -226,6 +264,13 @@ class Decoder:
                     }
                 )
         return results
+
+    def sample(self, features, samples: int, temperature: float = 1.0) -> list[list]:
+        """`samples` captions drawn at random for each image: one list of texts each."""
+        function = self._function(sample, samples=samples, temperature=temperature)
+        tokens = function(np.asarray(features, np.float32)).numpy()
+        texts = [self.vocabulary.decode(row) for row in tokens.tolist()]
+        return [texts[i : i + samples] for i in range(0, len(texts), samples)]
 
     def caption(
         self, features, feature_names: list[str], names: list[str], beam_width: int = 1

@@ -84,11 +84,11 @@ def make_dataset(
     batch_size: int,
     shuffle: bool = False,
     seed: int = 0,
+    pack=teacher_forcing,
 ) -> tf.data.Dataset:
-    """Batches of ((features, input words), target words, target weights).
-
-    Target weights are 0 on padding, so padding never contributes to the loss.
-    """
+    """Batches of `pack(features, tokens)`: by default ((features, input words),
+    target words, target weights), with weights 0 on padding, so padding never
+    contributes to the loss. `tokens` may be anything with one row per example."""
     grid, dim = features.shape[1:]
 
     def gather(batch_rows):
@@ -97,7 +97,7 @@ def make_dataset(
     def load(batch_rows, batch_tokens):
         batch_features = tf.numpy_function(gather, [batch_rows], tf.float32)
         batch_features.set_shape((None, grid, dim))
-        return teacher_forcing(batch_features, batch_tokens)
+        return pack(batch_features, batch_tokens)
 
     data = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle:
@@ -138,13 +138,13 @@ def masked_loss() -> keras.losses.Loss:
     )
 
 
-def best_so_far(log: Path, monitor: str = "val_loss") -> float | None:
+def best_so_far(log: Path, monitor: str = "val_loss", mode: str = "min") -> float | None:
     """Best value in a CSVLogger file, so a resumed run does not forget it."""
     if not log.exists():
         return None
     with open(log) as file:
         values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
-    return min(values) if values else None
+    return (min if mode == "min" else max)(values) if values else None
 
 
 def train(
@@ -230,15 +230,18 @@ def fit(
     extra_callbacks=(),
     verbose: int = 2,
     strategy: tf.distribute.Strategy | None = None,
+    monitor: tuple[str, str] = ("val_loss", "min"),
 ):
-    """The training loop shared by `train` and `fine_tune`.
+    """The training loop shared by `train`, `fine_tune` and `scst.train`.
 
     `build()` makes the model and `datasets(batch_size)` the (train, dev) data; the
     model is built under `strategy` (default: every GPU, see `devices`), and each
     step takes `cfg.batch_size` captions per replica. A model with a
     `learning_rate_scales` attribute ({variable path: factor}) trains those variables
     at a scaled learning rate. A finished run with the same `settings` is reused; a
-    killed one resumes from its backup.
+    killed one resumes from its backup. The best epoch is the best `monitor` (a
+    logged value and "min" or "max"); a model with its own `train_step` (self-critical
+    training) computes its own loss and is compiled with the optimiser only.
     """
     out = Path(out)
     saved = read_json(out / "settings.json") if (out / "settings.json").exists() else {}
@@ -265,27 +268,38 @@ def fit(
             learning_rate, decay_steps=steps * epochs, alpha=cfg.final_learning_rate
         )
         scales = getattr(model, "learning_rate_scales", None)
-        model.compile(
-            optimizer=ScaledAdam(schedule, scales=scales, clipnorm=cfg.clip_norm)
+        optimizer = (
+            ScaledAdam(schedule, scales=scales, clipnorm=cfg.clip_norm)
             if scales
-            else keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm),
-            loss=masked_loss(),
-            weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=devices.use_xla("training"),
+            else keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm)
         )
-        inputs, _, _ = next(iter(dev_data))
-        model(inputs)  # Build the weights now: BackupAndRestore needs a built model.
+        if type(model).train_step is keras.Model.train_step:
+            model.compile(
+                optimizer=optimizer,
+                loss=masked_loss(),
+                weighted_metrics=[
+                    keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+                ],
+                jit_compile=devices.use_xla("training"),
+            )
+        else:  # its step calls numpy (the reward): no XLA
+            model.compile(optimizer=optimizer, jit_compile=False)
+        # Build the weights now: BackupAndRestore needs a built model.
+        model(next(iter(dev_data))[0])
     log = out / "log.csv"
     callbacks = [
         # Two checkpoints: a kill while one is written leaves the other to resume from.
         keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
             str(out / "best.keras"),
-            monitor="val_loss",
+            monitor=monitor[0],
+            mode=monitor[1],
             save_best_only=True,
-            initial_value_threshold=best_so_far(log),
+            initial_value_threshold=best_so_far(log, *monitor),
         ),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=cfg.patience),
+        keras.callbacks.EarlyStopping(
+            monitor=monitor[0], mode=monitor[1], patience=cfg.patience
+        ),
         keras.callbacks.CSVLogger(str(log), append=True),
         keras.callbacks.TensorBoard(
             str(out / "tensorboard"), write_graph=False, profile_batch=0
@@ -307,7 +321,7 @@ def fit(
         {
             **{k: v for k, v in settings.items() if k != "config"},
             "epochs_run": len(read_log(log)),
-            "best_val_loss": best_so_far(log),
+            f"best_{monitor[0]}": best_so_far(log, *monitor),
             "parameters": int(best.count_params()),
             "fit_seconds": round(
                 time.perf_counter() - began

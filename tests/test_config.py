@@ -44,6 +44,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "batch_size",
         "epochs",
         "finetune_epochs",
+        "scst_epochs",
         "learning_rate",
         "feature_batch_size",
         "patience",

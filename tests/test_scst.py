@@ -1,0 +1,173 @@
+"""Self-critical training: sampling, the reward, the direction of a step, resume."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers import metrics, scst
+from helpers import model as models
+from helpers.cider import CiderD
+from helpers.config import get_config
+from helpers.decode import sample
+from helpers.text import Vocabulary
+
+CFG = get_config(
+    "ci",
+    embedding_dim=8,
+    units=16,
+    attention_dim=8,
+    batch_size=8,
+    scst_epochs=3,
+    scst_samples=3,
+    patience=5,
+)
+WORDS = ("<pad>", "<start>", "<end>", "<unk>", "a", "b")
+
+
+class Chain:
+    """A stand-in model whose next word depends only on the last word."""
+
+    grid, feature_dim, vocabulary_size = 3, 2, len(WORDS)
+
+    def __init__(self, table: dict):
+        probabilities = np.full((len(WORDS), len(WORDS)), 1e-12)
+        for (word, following), p in table.items():
+            probabilities[WORDS.index(word), WORDS.index(following)] = p
+        self.log_table = tf.constant(np.log(probabilities), tf.float32)
+
+    def initial_state(self, features):
+        return {"unused": features[:, 0, 0]}
+
+    def step(self, words, state):
+        alpha = tf.fill([tf.shape(words)[0], self.grid], 1.0 / self.grid)
+        return tf.gather(self.log_table, words), alpha, state
+
+
+@pytest.mark.parametrize("temperature, expected", [(1.0, 0.7), (0.5, 0.49 / 0.58)])
+def test_samples_follow_the_model_at_its_temperature_and_never_emit_specials(
+    temperature, expected
+):
+    # <unk> takes a fifth of the mass; sampling renormalises the rest: a 0.7, b 0.3.
+    chain = Chain(
+        {
+            ("<start>", "a"): 0.56,
+            ("<start>", "b"): 0.24,
+            ("<start>", "<unk>"): 0.2,
+            ("a", "<end>"): 1.0,
+            ("b", "b"): 0.5,
+            ("b", "<end>"): 0.5,
+        }
+    )
+    tf.random.set_seed(0)
+    tokens = sample(chain, np.zeros((400, 3, 2), np.float32), 5, 6, temperature)
+    tokens = tokens.numpy()
+    assert tokens.shape == (2000, 6)
+    first = tokens[:, 0]
+    assert abs((first == WORDS.index("a")).mean() - expected) < 0.04
+    assert set(np.unique(tokens)) <= {0, 2, 4, 5}  # no <start>, no <unk>
+    ended = np.cumsum(tokens == WORDS.index("<end>"), axis=1) > 0
+    after_end = np.concatenate([np.zeros((len(tokens), 1), bool), ended[:, :-1]], 1)
+    assert (tokens[after_end] == 0).all() and (tokens[~after_end] != 0).all()
+
+
+def tiny_corpus(images=24, grid=4, dim=6):
+    rng = np.random.default_rng(0)
+    names = [f"{i}.jpg" for i in range(images)]
+    colours = ["red", "blue", "green"]
+    captions = {
+        n: [f"a {colours[i % 3]} thing", f"one {colours[i % 3]} shape here"]
+        for i, n in enumerate(names)
+    }
+    features = rng.normal(size=(images, grid, dim)).astype(np.float16)
+    features[:, :, 0] += np.array([i % 3 for i in range(images)])[:, None] * 3
+    splits = {"train": names[:16], "dev": names[16:20], "test": names[20:]}
+    vocabulary = Vocabulary.fit([c for n in splits["train"] for c in captions[n]], 1)
+    return features, names, captions, splits, vocabulary
+
+
+def tiny_decoder(vocabulary, grid=4, dim=6):
+    decoder = models.build(
+        "attention", CFG, len(vocabulary), (grid, dim), np.zeros(dim), np.ones(dim)
+    )
+    decoder((np.zeros((1, grid, dim), "float32"), np.ones((1, 2), "int32")))
+    return decoder
+
+
+def test_the_reward_is_cider_d_of_the_words_with_training_frequencies():
+    _, _, captions, splits, vocabulary = tiny_corpus()
+    names = splits["train"] + splits["dev"]
+    reward = scst.Reward(captions, splits["train"], names, vocabulary)
+    texts = ["a red thing", "one blue shape here", "a green", "red red red"]
+    images = np.array([0, 17, 2, 3])
+    tokens = vocabulary.encode_batch(texts)[:, 1:]  # without <start>: <end>, then <pad>
+    expected = CiderD([captions[n] for n in splits["train"]])(
+        [captions[names[i]] for i in images], texts
+    )
+    np.testing.assert_allclose(reward(tokens, images), expected, rtol=1e-6)
+    assert reward(tokens, images)[0] > reward(tokens, images)[2] > 0
+    assert (
+        metrics.tokens("<unk>") == ["unk"] and reward.lookup[vocabulary.ids["<end>"]] == 0
+    )
+
+
+@pytest.mark.parametrize("baseline", scst.BASELINES)
+def test_a_self_critical_step_makes_rewarded_captions_more_likely(baseline):
+    features, _, _, _, vocabulary = tiny_corpus()
+    decoder = tiny_decoder(vocabulary)
+    blue = vocabulary.ids["blue"]
+
+    def first_word_blue(tokens, images):  # a reward the test can reason about
+        return (tokens[:, 0] == blue).astype(np.float32)
+
+    def p_blue():
+        logits = decoder((features[:8].astype("float32"), np.ones((8, 1), "int32")))
+        return float(keras.ops.softmax(logits[:, 0]).numpy()[:, blue].mean())
+
+    model = scst.SelfCritical(decoder, max_length=6, samples=4, baseline=baseline)
+    model.reward = first_word_blue
+    model.compile(optimizer=keras.optimizers.Adam(0.02), jit_compile=False)
+    data = tf.data.Dataset.from_tensor_slices(
+        (features[:8].astype("float32"), np.arange(8, dtype=np.int32))
+    ).batch(8)
+    before = p_blue()
+    model.fit(data.repeat(15), verbose=0, shuffle=False)
+    assert p_blue() > max(0.5, 3 * before)
+
+
+def test_the_baseline_and_samples_are_checked():
+    _, _, _, _, vocabulary = tiny_corpus()
+    decoder = tiny_decoder(vocabulary)
+    with pytest.raises(ValueError, match="scst_baseline must be one of"):
+        scst.SelfCritical(decoder, max_length=6, baseline="best")
+    with pytest.raises(ValueError, match="more samples"):
+        scst.SelfCritical(decoder, max_length=6, samples=1, baseline="mean")
+
+
+class Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt("simulated kill after epoch 1")
+
+
+def test_self_critical_training_resumes_logs_rewards_and_is_reused(tmp_path):
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    decoder = tiny_decoder(vocabulary)
+    weights = [w.copy() for w in decoder.get_weights()]
+    args = (decoder, CFG, features, names, captions, splits, vocabulary, tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        scst.train_scst(*args, extra_callbacks=[Interrupt()], verbose=0)
+    assert (tmp_path / "backup").exists() and not (tmp_path / "summary.json").exists()
+    model, log = scst.train_scst(*args, verbose=0)
+    assert [row["epoch"] for row in log] == [0, 1, 2], "epochs 0-1 are not run again"
+    assert all(0 <= row["reward"] <= 10 and 0 <= row["val_cider"] <= 10 for row in log)
+    best = max(row["val_cider"] for row in log)
+    assert (tmp_path / "summary.json").exists() and not (tmp_path / "backup").exists()
+    # The best epoch by dev CIDEr-D is kept: its greedy captions score that again.
+    reward = scst.Reward(captions, splits["train"], splits["dev"], vocabulary)
+    dev = features[16:20].astype("float32")
+    assert reward(model(dev).numpy(), np.arange(4)).mean() == pytest.approx(best, 1e-5)
+    for mine, given in zip(decoder.get_weights(), weights):  # the input is left alone
+        np.testing.assert_array_equal(mine, given)
+    again, log_again = scst.train_scst(*args, verbose=0)
+    assert log_again == log
