@@ -1,7 +1,8 @@
 """The model bundle: everything needed to caption a new picture, in one folder.
 
 bundle/
-  attention.keras  merge.keras   decoders (Keras format, loaded in safe mode)
+  attention.keras  merge.keras   decoders (Keras format, loaded in safe mode), and
+  scst.keras                     after notebook 08, the self-critically trained one
   vocabulary.json                words <-> ids
   config.json                    the run's resolved config
   encoder_tuned.weights.h5       only in a fine-tuned bundle (notebook 07): the
@@ -21,7 +22,8 @@ from helpers.config import Config, data_description, load_config
 from helpers.io import read_json, staged, write_json_atomic
 from helpers.text import Vocabulary
 
-KINDS = ("attention", "merge")
+ARCHITECTURES = ("attention", "merge")  # what notebook 04 trains (helpers.model.build)
+KINDS = (*ARCHITECTURES, "scst")  # what a bundle holds; scst: notebook 08's attention
 MANIFEST = "bundle.json"
 PARTS = ["vocabulary.json", "config.json"]  # besides the decoders
 TUNED = "encoder_tuned.weights.h5"

@@ -59,7 +59,7 @@ class Config:
     scst_samples: int = 5  # captions sampled per picture and step
     scst_baseline: str = "greedy"  # "greedy": its own greedy caption; "mean": the others
     scst_temperature: float = 1.0  # sampling temperature (1: the model's distribution)
-    scst_learning_rate_scale: float = 0.05  # the decoder's rate: times learning_rate
+    scst_learning_rate_scale: float = 0.25  # the decoder's rate: times learning_rate
     # Decoding
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
     length_penalty: float = 1.0  # beam pick: log-probability / length ** this (0: sum)

@@ -20,7 +20,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from helpers.bundle import KINDS
+from helpers.bundle import ARCHITECTURES
 from helpers.config import Config
 from helpers.text import PAD_ID
 
@@ -222,7 +222,7 @@ def build(
     feature_mean: np.ndarray,
     feature_variance: np.ndarray,
 ) -> CaptionDecoder:
-    """The model named `kind` (one of `bundle.KINDS`) sized by the config."""
+    """The model named `kind` (one of `bundle.ARCHITECTURES`) sized by the config."""
     grid, feature_dim = feature_shape
     common = dict(
         vocabulary_size=vocabulary_size,
@@ -242,4 +242,4 @@ def build(
         )
     if kind == "merge":
         return MergeCaptioner(**common)
-    raise ValueError(f"Unknown model kind {kind!r}; choose one of {KINDS}")
+    raise ValueError(f"Unknown model kind {kind!r}; choose one of {ARCHITECTURES}")

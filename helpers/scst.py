@@ -60,6 +60,11 @@ class Reward:
         words = [" ".join(metrics.tokens(word)) for word in vocabulary.words]
         self.lookup = self.cider.encode(words)[:, 0]
 
+    def texts(self, texts: list[str], images) -> np.ndarray:
+        """The rewards of captions given as text."""
+        ids = self.cider.encode([" ".join(metrics.tokens(t)) for t in texts])
+        return self.cider.score(self.references, ids, np.asarray(images))
+
     def __call__(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:
         """(captions,) float32 rewards of `tokens` (captions, time) for the pictures
         `images` (indices into `names`)."""
@@ -192,8 +197,8 @@ def train_scst(
     """Self-critical training of (a copy of) the cross-entropy `decoder`; returns
     (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was.
 
-    A step takes `cfg.batch_size` pictures and samples `cfg.scst_samples` captions of
-    each; the decoder learns at `cfg.learning_rate * cfg.scst_learning_rate_scale`.
+    A step samples `cfg.batch_size` captions: `cfg.scst_samples` of each of
+    `cfg.batch_size // cfg.scst_samples` pictures. The decoder learns at `cfg.learning_rate * cfg.scst_learning_rate_scale`.
     """
     train_names, dev_names = splits["train"], splits["dev"]
     names = train_names + dev_names
@@ -219,10 +224,11 @@ def train_scst(
     def pack(batch_features, batch_images):
         return batch_features, batch_images
 
-    def datasets(batch_size):  # batch_size pictures, scst_samples captions of each
+    def datasets(batch_size):  # batch_size captions: scst_samples of each picture
+        pictures = max(1, batch_size // cfg.scst_samples)
         return (
             train.make_dataset(
-                features, rows[:split], images[:split], batch_size, True, cfg.seed, pack
+                features, rows[:split], images[:split], pictures, True, cfg.seed, pack
             ),
             train.make_dataset(
                 features, rows[split:], images[split:], batch_size, pack=pack

@@ -159,6 +159,23 @@ def loss_curves(logs: dict[str, list[dict]]) -> Figure:
     return figure
 
 
+def reward_curve(log: list[dict], start: float) -> Figure:
+    """Self-critical training per epoch: the mean CIDEr-D of the sampled captions
+    (training pictures) and of the greedy captions (dev pictures), from `start`, the
+    cross-entropy model's dev CIDEr-D at epoch 0."""
+    figure, axis = subplots(figsize=(7, 4))
+    epochs = [0] + [row["epoch"] + 1 for row in log]
+    axis.plot(epochs[1:], [row["reward"] for row in log], "o-", label="sampled, train")
+    dev = [start] + [row["val_cider"] for row in log]
+    axis.plot(epochs, dev, "s--", label="greedy, dev")
+    axis.axhline(start, color="grey", linewidth=0.8, label="cross-entropy model, dev")
+    axis.set_xlabel("epoch (0: before self-critical training)")
+    axis.set_ylabel("CIDEr-D (training document frequencies)")
+    axis.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def attention_overlay(image: Image.Image, weights, size: int = 224) -> np.ndarray:
     """One word's attention (grid,) upsampled to the image and smoothed, in [0, 1]."""
     side = round(len(weights) ** 0.5)

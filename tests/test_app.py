@@ -188,3 +188,10 @@ def test_the_bundles_beam_width_is_the_default(tiny_bundle):
     assert b'<option value="4" selected>beam search, k = 4' in client.get("/").data
     answer = post(client, jpeg(), path="/api/caption", decoding="2")
     assert answer.status_code == 400 and "[1, 3, 4, 5]" in answer.get_json()["error"]
+
+
+def test_the_page_serves_the_self_critical_decoder(tiny_bundle):
+    client = create_app(Captioner(tiny_bundle[0], "scst")).test_client()
+    assert b"+ scst decoder" in client.get("/").data
+    answer = post(client, jpeg(), path="/api/caption", decoding="1")
+    assert answer.status_code == 200 and answer.get_json()["caption"]

@@ -14,14 +14,14 @@ def copy(folder, tmp_path):
     return target
 
 
-def test_bundle_loads_both_models(tiny_bundle):
+def test_bundle_loads_every_kind(tiny_bundle):
     folder, _ = tiny_bundle
     for kind in bundle.KINDS:
         loaded = bundle.load_bundle(folder, kind)
         assert loaded.model.vocabulary_size == len(loaded.vocabulary)
         assert loaded.encoder["layer"] == "block5_conv3" and loaded.encoder["grid"] == 4
     manifest = json.loads((folder / "bundle.json").read_text())
-    assert manifest["models"] == ["attention", "merge"]
+    assert manifest["models"] == ["attention", "merge", "scst"]
 
 
 def test_a_vocabulary_from_another_run_is_refused(tiny_bundle, tmp_path):

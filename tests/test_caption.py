@@ -57,8 +57,10 @@ def test_plain_output_and_attention_figures(tiny_bundle, tmp_path):
         (tmp_path / folder_name).mkdir()
         images.append(tmp_path / folder_name / "photo.jpg")
         images[-1].write_bytes(picture.read_bytes())
-    result = run(
-        *images, "--model", folder, "--beam", 1, "--attention", tmp_path / "att.png"
+    result = run(  # with notebook 08's decoder kind
+        *images,
+        *("--model", folder, "--kind", "scst", "--beam", 1),
+        *("--attention", tmp_path / "att.png"),
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].startswith(f"{images[0]}: ")

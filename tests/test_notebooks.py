@@ -1,5 +1,5 @@
 """The series as a reader meets it: figures shown inline, prose before code, one kernel,
-parameters that reach the config, HTML copies, and notebooks 02-07 with ResNet-50."""
+parameters that reach the config, HTML copies, and notebooks 02-08 with ResNet-50."""
 
 import base64
 import datetime
@@ -149,7 +149,7 @@ def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle
     assert len(explorer.step_figure(0).axes) == 2
 
 
-def test_notebooks_02_to_07_run_with_resnet50(tmp_path, monkeypatch):
+def test_notebooks_02_to_08_run_with_resnet50(tmp_path, monkeypatch):
     """The series is not tied to VGG16: a 2x2 grid of 2048 channels goes all the way,
     and fine-tuning trains stage conv5 from the cached output of stage 4."""
     monkeypatch.setenv("CAPTION_ARTIFACTS", str(tmp_path / "artifacts"))
@@ -188,3 +188,9 @@ def test_notebooks_02_to_07_run_with_resnet50(tmp_path, monkeypatch):
     assert tuned[0] == "conv5_block1_1_conv" and all(n.startswith("conv5") for n in tuned)
     finetuned = json.loads((tmp_path / "artifacts" / "ci" / "finetune.json").read_text())
     assert set(finetuned["table"]) == {"attention, frozen CNN", "attention, fine-tuned"}
+    evaluation = json.loads(
+        (tmp_path / "artifacts" / "ci" / "evaluation.json").read_text()
+    )
+    assert {"attention SCST, beam 1", "attention SCST, beam 3"} <= set(
+        evaluation["table"]
+    )

@@ -105,6 +105,7 @@ def test_the_reward_is_cider_d_of_the_words_with_training_frequencies():
         [captions[names[i]] for i in images], texts
     )
     np.testing.assert_allclose(reward(tokens, images), expected, rtol=1e-6)
+    np.testing.assert_allclose(reward.texts(texts, images), expected, rtol=1e-6)
     assert reward(tokens, images)[0] > reward(tokens, images)[2] > 0
     assert (
         metrics.tokens("<unk>") == ["unk"] and reward.lookup[vocabulary.ids["<end>"]] == 0
