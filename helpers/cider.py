@@ -118,9 +118,13 @@ class CiderD:
             np.minimum(tf_idf[:, None], theirs) * theirs
         )  # clipped, (entries, width)
         cells = (rows[:, None] * width + slot) * self.n + orders[:, None]
-        similarity = np.bincount(
-            cells.ravel(), overlap.ravel(), minlength=len(captions) * width * self.n
-        ).reshape(len(captions), width, self.n)
+        similarity = (
+            np.bincount(
+                cells.ravel(), overlap.ravel(), minlength=len(captions) * width * self.n
+            )
+            .reshape(len(captions), width, self.n)
+            .astype(float)
+        )  # int if all are empty
         denominator = norms[:, None, :] * references.norms[ref]  # (captions, width, n)
         similarity /= np.where(denominator > 0, denominator, 1.0)
         delta = lengths[:, None] - references.lengths[ref]

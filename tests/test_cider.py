@@ -84,6 +84,8 @@ def test_scores_word_ids_against_prepared_references_in_any_order(captions):
     # Padding after the words changes nothing.
     padded = np.pad(scorer.encode([hypotheses[order[0]]]), ((0, 0), (0, 5)))
     assert scorer.score(prepared, padded, order[:1]) == pytest.approx(picked[0])
+    # A batch of empty captions (a sampler that wrote <end> at once) scores 0.
+    assert (scorer.score(prepared, np.zeros((3, 4), int), order[:3]) == 0).all()
 
 
 def test_refuses_what_it_cannot_score():
