@@ -32,7 +32,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP)
-	$(PY) -m pytest tests/ -q -n 2
+	$(PY) -m pytest tests/ -q -n 2 --durations=12
 
 notebooks-stripped: $(STAMP)
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
