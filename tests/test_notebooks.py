@@ -1,5 +1,6 @@
 """The series as a reader meets it: figures shown inline, prose before code, one kernel,
-parameters that reach the config, HTML copies, and notebooks 02-08 with ResNet-50."""
+parameters that reach the config, HTML copies, and the notebooks that touch the encoder
+(02, 03, 04, 07) on ResNet-50."""
 
 import base64
 import datetime
@@ -149,9 +150,11 @@ def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle
     assert len(explorer.step_figure(0).axes) == 2
 
 
-def test_notebooks_02_to_08_run_with_resnet50(tmp_path, monkeypatch):
-    """The series is not tied to VGG16: a 2x2 grid of 2048 channels goes all the way,
-    and fine-tuning trains stage conv5 from the cached output of stage 4."""
+def test_the_encoder_notebooks_run_with_resnet50(tmp_path, monkeypatch):
+    """The series is not tied to VGG16: a 2x2 grid of 2048 channels is extracted,
+    trained on and captioned through the bundle's own encoder, and fine-tuning trains
+    stage conv5 from the cached output of stage 4. (Notebooks 05, 06 and 08 only read
+    the features and the bundle: nbval runs them.)"""
     monkeypatch.setenv("CAPTION_ARTIFACTS", str(tmp_path / "artifacts"))
     overrides = {
         "encoder": "resnet50",
@@ -167,7 +170,7 @@ def test_notebooks_02_to_08_run_with_resnet50(tmp_path, monkeypatch):
     }
     executed = tmp_path / "executed"
     executed.mkdir()
-    for notebook in SERIES[1:]:
+    for notebook in (n for n in SERIES if n.name[:2] in ("02", "03", "04", "07")):
         run.run_notebook(notebook, executed, {"profile": "ci", "overrides": overrides})
     index = json.loads(
         (tmp_path / "artifacts" / "ci" / "features" / "features.json").read_text()
@@ -177,7 +180,7 @@ def test_notebooks_02_to_08_run_with_resnet50(tmp_path, monkeypatch):
         (tmp_path / "artifacts" / "ci" / "bundle" / "bundle.json").read_text()
     )
     assert manifest["encoder"]["encoder"] == "resnet50"
-    assert (executed / "06_evaluate.html").exists()
+    assert (executed / "07_finetune.html").exists()
     frozen = json.loads(
         (tmp_path / "artifacts" / "ci" / "features_frozen" / "features.json").read_text()
     )
@@ -188,9 +191,3 @@ def test_notebooks_02_to_08_run_with_resnet50(tmp_path, monkeypatch):
     assert tuned[0] == "conv5_block1_1_conv" and all(n.startswith("conv5") for n in tuned)
     finetuned = json.loads((tmp_path / "artifacts" / "ci" / "finetune.json").read_text())
     assert set(finetuned["table"]) == {"attention, frozen CNN", "attention, fine-tuned"}
-    evaluation = json.loads(
-        (tmp_path / "artifacts" / "ci" / "evaluation.json").read_text()
-    )
-    assert {"attention SCST, beam 1", "attention SCST, beam 3"} <= set(
-        evaluation["table"]
-    )
