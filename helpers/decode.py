@@ -238,7 +238,9 @@ class Decoder:
                         **options,
                     ),
                     input_signature=[signature],
-                    jit_compile=self.jit_compile,
+                    # XLA ignores the seed of tf.random.categorical: sampling stays
+                    # out of it, so that a seeded run draws the same captions.
+                    jit_compile=self.jit_compile and search is not sample,
                 )
             return self._compiled[key]
 

@@ -4,14 +4,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_decode import Chain
+from test_decode import FEATURES, VOCABULARY, Chain
 from test_train import tiny_corpus
 
 from helpers import metrics, scst
 from helpers import model as models
 from helpers.cider import CiderD
 from helpers.config import get_config
-from helpers.decode import sample
+from helpers.decode import Decoder, sample
 
 CFG = get_config(
     "ci",
@@ -49,6 +49,25 @@ def test_samples_follow_the_model_at_its_temperature_and_never_emit_specials(
     ended = np.cumsum(tokens == 2, axis=1) > 0  # <end>
     after_end = np.concatenate([np.zeros((len(tokens), 1), bool), ended[:, :-1]], 1)
     assert (tokens[after_end] == 0).all() and (tokens[~after_end] != 0).all()
+
+
+def test_seeded_samples_repeat_even_where_decoding_uses_xla():
+    chain = Chain(
+        {
+            ("<start>", "a"): 0.5,
+            ("<start>", "b"): 0.5,
+            ("a", "<end>"): 1.0,
+            ("b", "a"): 0.5,
+            ("b", "<end>"): 0.5,
+        }
+    )
+    decoder = Decoder(chain, VOCABULARY, jit_compile=True)
+    draws = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        draws.append(decoder.sample(np.repeat(FEATURES, 8, axis=0), samples=4))
+    assert draws[0] == draws[1]
+    assert len({text for image in draws[0] for text in image}) > 1
 
 
 def tiny_decoder(vocabulary, grid=4, dim=6):
