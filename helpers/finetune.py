@@ -121,7 +121,6 @@ def fine_tune(
         split: caption_groups(captions, splits[split], vocabulary, cache_index["names"])
         for split in ("train", "dev")
     }
-    probe = np.linspace(0, len(cache) - 1, num=min(16, len(cache)), dtype=int)
     epochs = epochs or cfg.finetune_epochs
     settings = {
         "fine_tune": name,
@@ -130,7 +129,7 @@ def fine_tune(
         "decoder": train.fingerprint(*decoder.get_weights()),
         "vocabulary": train.fingerprint(vocabulary.words),
         "captions": train.fingerprint(*table["train"], *table["dev"]),
-        "cache": train.fingerprint(cache_index["names"], list(cache.shape), cache[probe]),
+        "cache": train.features_fingerprint(cache_index["names"], cache),
         "weights": cache_index["weights"],
     }
     per_image = table["train"][1].shape[1]

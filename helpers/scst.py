@@ -206,7 +206,6 @@ def train_scst(
     rows = rows_of(names, feature_names)
     images = np.arange(len(names), dtype=np.int32)  # indices into the reward's pictures
     split = len(train_names)
-    probe = np.linspace(0, len(features) - 1, num=min(16, len(features)), dtype=int)
     epochs = epochs or cfg.scst_epochs
     settings = {
         "scst": cfg.scst_baseline,
@@ -216,9 +215,7 @@ def train_scst(
         "vocabulary": train.fingerprint(vocabulary.words),
         "splits": train.fingerprint(splits),
         "captions": train.fingerprint({n: captions[n] for n in names}),
-        "features": train.fingerprint(
-            feature_names, list(features.shape), features[probe]
-        ),
+        "features": train.features_fingerprint(feature_names, features),
     }
 
     def pack(batch_features, batch_images):

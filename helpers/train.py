@@ -49,6 +49,13 @@ def fingerprint(*parts) -> str:
     return digest.hexdigest()[:16]
 
 
+def features_fingerprint(names: list[str], array: np.ndarray) -> str:
+    """`fingerprint` of a feature cache: its names, shape and 16 evenly spaced rows
+    (hashing the whole memmap would read every feature from disk)."""
+    probe = np.linspace(0, len(array) - 1, num=min(16, len(array)), dtype=int)
+    return fingerprint(names, list(array.shape), array[probe])
+
+
 def feature_statistics(
     features: np.ndarray, rows: np.ndarray, floor: float = 1e-6, chunk: int = 256
 ):
@@ -178,7 +185,6 @@ def train(
     )
     # What the run learns from, by content: other captions, splits, vocabulary or a
     # re-extracted feature cache make it another run, never a resumed one.
-    probe = np.linspace(0, len(features) - 1, num=min(16, len(features)), dtype=int)
     settings = {
         "kind": kind,
         "shuffle_features": shuffle_features,
@@ -187,7 +193,7 @@ def train(
         "vocabulary": fingerprint(vocabulary.words),
         "splits": fingerprint(splits),
         "captions": fingerprint(train_rows, train_tokens, dev_rows, dev_tokens),
-        "features": fingerprint(feature_names, list(features.shape), features[probe]),
+        "features": features_fingerprint(feature_names, features),
     }
     if shuffle_features:
         permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
