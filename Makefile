@@ -26,8 +26,7 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 # The unit tests (two workers) and nbval (one kernel, often waiting on Python) run side
-# by side: together they keep both cores busy (README, Tests: the times). The notebooks
-# are the longer chain, so the unit tests run at a lower priority and fill in around them.
+# by side: together they keep both cores busy (README, Tests: the times).
 test: lint notebooks-stripped
 	$(MAKE) -j2 --output-sync=target unit nbval
 
@@ -36,7 +35,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 unit: $(STAMP)
-	nice -n 10 $(PY) -m pytest tests/ -q -n 2 --durations=12
+	$(PY) -m pytest tests/ -q -n 2 --durations=12
 
 notebooks-stripped: $(STAMP)
 	$(VENV)/bin/nbstripout --verify notebooks/*.ipynb
