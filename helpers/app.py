@@ -1,7 +1,11 @@
 """A small local web page to try the model: upload a photo, read the caption, see where
 the model looked for each word.
 
-    python -m helpers serve --model artifacts/sample/bundle [--port 8000]
+    python -m helpers serve --model artifacts/sample/bundle [--kind scst attention]
+                            [--port 8000]
+
+Every decoder of the bundle (or those `--kind` names) is offered on the page, over
+one shared encoder: the same photo can be captioned by each in turn.
 
 Flask, because the page is one form and one result: a few dozen lines, no JavaScript
 build, no assets fetched from the internet, and Werkzeug's test client for fast tests.
@@ -23,6 +27,12 @@ from PIL import Image
 
 from helpers.bundle import KINDS
 
+LABELS = {  # the page's names for the decoder kinds of a bundle
+    "scst": "attention, self-critical (CIDEr-D)",
+    "attention": "attention, cross-entropy",
+    "merge": "merge, no attention",
+}
+
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
 <style>
@@ -36,10 +46,11 @@ PAGE = """<!doctype html>
 <h1>Image captioning</h1>
 <form method="post" action="/" enctype="multipart/form-data">
  <input type="file" name="image" accept="image/*" required>
+ <select name="model">{models}</select>
  <select name="decoding">{options}</select>
  <button type="submit">Caption it</button>
 </form>
-<p><small>Model: {model}. Uploads up to {limit} MB.</small></p>
+<p><small>Encoder: {encoder}. Uploads up to {limit} MB.</small></p>
 {note}
 {result}
 </body></html>"""
@@ -57,9 +68,10 @@ WAIT_SECONDS = 30
 
 
 def create_app(
-    captioner, max_upload_mb: float = 8.0, concurrent: int = CONCURRENT_CAPTIONS
+    captioners: list, max_upload_mb: float = 8.0, concurrent: int = CONCURRENT_CAPTIONS
 ) -> Flask:
-    """The Flask app around a `helpers.caption.Captioner`.
+    """The Flask app around `helpers.caption.Captioner`s of one bundle, one per decoder
+    kind (`helpers.caption.captioners`); the first is the page's default.
 
     Uploads are checked in layers: Flask refuses a body over the size limit (413),
     `features.load_image` refuses formats we do not list and pictures over its pixel
@@ -71,12 +83,14 @@ def create_app(
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
     turns = threading.BoundedSemaphore(concurrent)
+    by_kind = {c.kind: c for c in captioners}
+    captioner = captioners[0]  # the bundle's encoder, config and note are theirs
     encoder = captioner.bundle.encoder
     description = (
         f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights"
-        f"{', fine-tuned' if encoder['tuned_layers'] else ''}) "
-        f"+ {captioner.kind} decoder"
+        f"{', fine-tuned' if encoder['tuned_layers'] else ''})"
     )
+    models = "".join(f'<option value="{k}">{LABELS[k]}</option>' for k in by_kind)
 
     note = (
         f'<p class="note" id="note">{html.escape(captioner.note)}</p>'
@@ -95,8 +109,9 @@ def create_app(
 
     def page(result: str = "", status: int = 200):
         body = PAGE.format(
+            models=models,
             options=options,
-            model=html.escape(description),
+            encoder=html.escape(description),
             note=note,
             limit=f"{max_upload_mb:g}",
             result=result,
@@ -107,7 +122,8 @@ def create_app(
         return page(f'<p class="error" id="error">{html.escape(message)}</p>', status)
 
     def caption_upload():
-        """(result dict, picture) for the uploaded file, or raise ValueError."""
+        """(result dict, picture, file name, decoder kind) for the uploaded file, or
+        raise ValueError."""
         upload = request.files.get("image")
         if upload is None or not upload.filename:
             raise ValueError("no file was uploaded")
@@ -117,14 +133,17 @@ def create_app(
             beam = None
         if beam not in widths:
             raise ValueError(f"decoding must be one of {widths}")
+        kind = request.form.get("model", captioner.kind)
+        if kind not in by_kind:
+            raise ValueError(f"model must be one of {list(by_kind)}")
         if not turns.acquire(timeout=WAIT_SECONDS):
             raise Busy()
         try:
             picture = decode(upload)
-            result = captioner.caption_pictures([picture], beam)[0]
+            result = by_kind[kind].caption_pictures([picture], beam)[0]
         finally:
             turns.release()
-        return result, picture, upload.filename
+        return result, picture, upload.filename, kind
 
     def decode(upload):
         try:
@@ -141,7 +160,7 @@ def create_app(
     @app.post("/")
     def caption():
         try:
-            result, picture, name = caption_upload()
+            result, picture, name, kind = caption_upload()
         except ValueError as problem:
             return error(str(problem), 400)
         except Busy:
@@ -151,7 +170,8 @@ def create_app(
         )
         image = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
         return page(
-            f'<p>{html.escape(name)}:</p><p class="caption" id="caption">'
+            f"<p>{html.escape(name)}, {LABELS[kind]} decoder:</p>"
+            f'<p class="caption" id="caption">'
             f"{html.escape(result['text'])}</p>"
             f'<img id="attention" alt="attention for each word" '
             f'src="data:image/png;base64,{image}">'
@@ -160,13 +180,14 @@ def create_app(
     @app.post("/api/caption")
     def api():
         try:
-            result, _, name = caption_upload()
+            result, _, name, kind = caption_upload()
         except ValueError as problem:
             return jsonify(error=str(problem)), 400
         except Busy:
             return jsonify(error=BUSY), 503
         return jsonify(
             image=name,
+            model=kind,
             caption=result["text"],
             words=result["words"],
             score=result["score"],
@@ -189,7 +210,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--model", required=True, help="bundle folder")
-    parser.add_argument("--kind", default="attention", choices=KINDS)
+    parser.add_argument(
+        "--kind",
+        nargs="+",
+        choices=KINDS,
+        help="the decoders to offer, the first by default (default: every one in "
+        "the bundle, self-critical first)",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="127.0.0.1 keeps it local")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-upload-mb", type=float, default=8.0)
@@ -202,15 +229,15 @@ def main(argv: list[str] | None = None) -> int:
     import matplotlib
 
     matplotlib.use("Agg")  # figures are drawn on request threads: no GUI backend
-    from helpers.caption import Captioner
+    from helpers.caption import captioners
 
     try:
-        captioner = Captioner(args.model, args.kind, args.weights)
+        loaded = captioners(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
-    app = create_app(captioner, args.max_upload_mb)
+    app = create_app(loaded, args.max_upload_mb)
     app.run(
         host=args.host, port=args.port, debug=False
     )  # never the debugger: it runs code

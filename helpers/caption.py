@@ -24,8 +24,13 @@ class Captioner:
     """Encoder + decoder from one bundle: picture files in, captions out."""
 
     def __init__(
-        self, folder: str | Path, kind: str = "attention", weights: str | None = None
+        self,
+        folder: str | Path,
+        kind: str = "attention",
+        weights: str | None = None,
+        encoder=None,
     ):
+        """`encoder`: one already built for this bundle (another kind's `.encoder`)."""
         from helpers import bundle
         from helpers.config import sample_model_note
         from helpers.decode import Decoder
@@ -33,7 +38,8 @@ class Captioner:
         self.kind, self.bundle = kind, bundle.load_bundle(folder, kind)
         self.encoder_name = self.bundle.encoder["encoder"]
         self.image_size = self.bundle.encoder["image_size"]
-        self.encoder = self.bundle.build_encoder(weights)  # fine-tuned layers too
+        # The bundle's encoder, with its fine-tuned layers if any.
+        self.encoder = encoder or self.bundle.build_encoder(weights)
         self.decoder = Decoder.from_config(
             self.bundle.model, self.bundle.vocabulary, self.bundle.config
         )
@@ -73,6 +79,19 @@ class Captioner:
             return features.load_image(path, self.image_size)
         except ValueError as error:
             raise ValueError(f"{path}: not a readable image ({error})") from None
+
+
+def captioners(
+    folder: str | Path, kinds: list[str] | None = None, weights: str | None = None
+) -> list[Captioner]:
+    """A Captioner for each decoder `kinds` (default: every one in the bundle, best
+    first), all sharing one encoder."""
+    from helpers.bundle import read_manifest
+
+    held = read_manifest(Path(folder))["models"]
+    kinds = kinds or [k for k in ("scst", "attention", "merge") if k in held]
+    first = Captioner(folder, kinds[0], weights)
+    return [first] + [Captioner(folder, k, encoder=first.encoder) for k in kinds[1:]]
 
 
 def attention_path(base: Path, image: Path, number: int, several: bool) -> Path:

@@ -10,12 +10,12 @@ from PIL import Image
 from werkzeug.serving import make_server
 
 from helpers.app import create_app
-from helpers.caption import Captioner
+from helpers.caption import Captioner, captioners
 
 
 @pytest.fixture(scope="module")
 def app(tiny_bundle):
-    return create_app(Captioner(tiny_bundle[0]), max_upload_mb=0.05)
+    return create_app([Captioner(tiny_bundle[0])], max_upload_mb=0.05)
 
 
 def jpeg(size=(60, 40)):
@@ -94,7 +94,7 @@ def test_uploads_beyond_the_concurrency_bound_wait_then_get_busy(
 
     monkeypatch.setattr(web, "WAIT_SECONDS", 0.2)
     slow = Slow(Captioner(tiny_bundle[0]))
-    busy_app = create_app(slow, concurrent=1)
+    busy_app = create_app([slow], concurrent=1)
     first = threading.Thread(target=post, args=(busy_app.test_client(), jpeg()))
     first.start()
     assert slow.started.wait(30)
@@ -184,14 +184,44 @@ def test_the_bundles_beam_width_is_the_default(tiny_bundle):
     captioner = Captioner(tiny_bundle[0])
     config = dataclasses.replace(captioner.bundle.config, beam_width=4)
     captioner.bundle = dataclasses.replace(captioner.bundle, config=config)
-    client = create_app(captioner).test_client()
+    client = create_app([captioner]).test_client()
     assert b'<option value="4" selected>beam search, k = 4' in client.get("/").data
     answer = post(client, jpeg(), path="/api/caption", decoding="2")
     assert answer.status_code == 400 and "[1, 3, 4, 5]" in answer.get_json()["error"]
 
 
-def test_the_page_serves_the_self_critical_decoder(tiny_bundle):
-    client = create_app(Captioner(tiny_bundle[0], "scst")).test_client()
-    assert b"+ scst decoder" in client.get("/").data
-    answer = post(client, jpeg(), path="/api/caption", decoding="1")
-    assert answer.status_code == 200 and answer.get_json()["caption"]
+def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
+    loaded = captioners(tiny_bundle[0])  # what `serve` offers by default
+    assert [c.kind for c in loaded] == ["scst", "attention", "merge"]
+    assert all(c.encoder is loaded[0].encoder for c in loaded)  # built once
+    client = create_app(loaded).test_client()
+    page = client.get("/").get_data(as_text=True)
+    assert '<option value="scst">attention, self-critical' in page
+    assert '<option value="merge">merge' in page
+    (tmp_path / "p.jpg").write_bytes(jpeg())
+    picture = loaded[0].load(tmp_path / "p.jpg")
+    scores = {}
+    for kind in ("scst", "attention", "merge", None):  # None: the page's default
+        answer = client.post(
+            "/api/caption",
+            data={"image": (io.BytesIO(jpeg()), "p.jpg"), "decoding": "1"}
+            | ({"model": kind} if kind else {}),
+            content_type="multipart/form-data",
+        )
+        assert answer.status_code == 200, answer.get_json()
+        assert answer.get_json()["model"] == (kind or "scst")
+        scores[kind] = answer.get_json()["score"]
+    for captioner in loaded:  # each answer came from the decoder it names
+        direct = captioner.caption_pictures([picture], 1)[0]["score"]
+        assert scores[captioner.kind] == pytest.approx(direct, rel=1e-5)
+    assert scores[None] == scores["scst"]
+    assert len({scores["scst"], scores["attention"], scores["merge"]}) == 3
+    answer = client.post(
+        "/",
+        data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "resnet"},
+        content_type="multipart/form-data",
+    )
+    assert answer.status_code == 400
+    assert "model must be one of [&#x27;scst&#x27;, &#x27;attention&#x27;" in answer.text
+    only = create_app(captioners(tiny_bundle[0], ["attention"])).test_client()
+    assert '<option value="scst"' not in only.get("/").get_data(as_text=True)

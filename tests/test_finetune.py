@@ -135,7 +135,7 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
     ]
     assert bundle.TUNED in manifest["files"]
     captioner = Captioner(folder)
-    page = create_app(captioner).test_client().get("/").get_data(as_text=True)
+    page = create_app([captioner]).test_client().get("/").get_data(as_text=True)
     assert "random-he-normal(seed=5) weights, fine-tuned" in page
     names = dataset.splits["test"][:2]
     pictures = [captioner.load(dataset.image_paths[n]) for n in names]
