@@ -46,8 +46,8 @@ PAGE = """<!doctype html>
 <h1>Image captioning</h1>
 <form method="post" action="/" enctype="multipart/form-data">
  <input type="file" name="image" accept="image/*" required>
- <select name="model">{models}</select>
- <select name="decoding">{options}</select>
+ {models}
+ {widths}
  <button type="submit">Caption it</button>
 </form>
 <p><small>Encoder: {encoder}. Uploads up to {limit} MB.</small></p>
@@ -90,7 +90,6 @@ def create_app(
         f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights"
         f"{', fine-tuned' if encoder['tuned_layers'] else ''})"
     )
-    models = "".join(f'<option value="{k}">{LABELS[k]}</option>' for k in by_kind)
 
     note = (
         f'<p class="note" id="note">{html.escape(captioner.note)}</p>'
@@ -101,16 +100,16 @@ def create_app(
     # Greedy and two beam widths, with the bundle's own beam width chosen by default.
     default = captioner.bundle.config.beam_width
     widths = sorted({1, 3, 5, default})
-    options = "".join(
-        f'<option value="{k}"{" selected" if k == default else ""}>'
-        f"{'greedy' if k == 1 else f'beam search, k = {k}'}</option>"
-        for k in widths
-    )
 
-    def page(result: str = "", status: int = 200):
+    def page(result="", status=200, kind=captioner.kind, beam=default):
+        """The page; its menus keep the decoder and beam width last chosen."""
         body = PAGE.format(
-            models=models,
-            options=options,
+            models=menu("model", {k: LABELS[k] for k in by_kind}, kind),
+            widths=menu(
+                "decoding",
+                {k: "greedy" if k == 1 else f"beam search, k = {k}" for k in widths},
+                beam,
+            ),
             encoder=html.escape(description),
             note=note,
             limit=f"{max_upload_mb:g}",
@@ -122,8 +121,8 @@ def create_app(
         return page(f'<p class="error" id="error">{html.escape(message)}</p>', status)
 
     def caption_upload():
-        """(result dict, picture, file name, decoder kind) for the uploaded file, or
-        raise ValueError."""
+        """(result dict, picture, file name, (decoder kind, beam width)) for the
+        uploaded file, or raise ValueError."""
         upload = request.files.get("image")
         if upload is None or not upload.filename:
             raise ValueError("no file was uploaded")
@@ -143,7 +142,7 @@ def create_app(
             result = by_kind[kind].caption_pictures([picture], beam)[0]
         finally:
             turns.release()
-        return result, picture, upload.filename, kind
+        return result, picture, upload.filename, (kind, beam)
 
     def decode(upload):
         try:
@@ -160,7 +159,7 @@ def create_app(
     @app.post("/")
     def caption():
         try:
-            result, picture, name, kind = caption_upload()
+            result, picture, name, (kind, beam) = caption_upload()
         except ValueError as problem:
             return error(str(problem), 400)
         except Busy:
@@ -174,13 +173,15 @@ def create_app(
             f'<p class="caption" id="caption">'
             f"{html.escape(result['text'])}</p>"
             f'<img id="attention" alt="attention for each word" '
-            f'src="data:image/png;base64,{image}">'
+            f'src="data:image/png;base64,{image}">',
+            kind=kind,
+            beam=beam,
         )
 
     @app.post("/api/caption")
     def api():
         try:
-            result, _, name, kind = caption_upload()
+            result, _, name, (kind, _) = caption_upload()
         except ValueError as problem:
             return jsonify(error=str(problem)), 400
         except Busy:
@@ -201,6 +202,15 @@ def create_app(
         )
 
     return app
+
+
+def menu(name: str, choices: dict, chosen) -> str:
+    """A <select> of `choices` ({value: label}) with `chosen` selected."""
+    options = "".join(
+        f'<option value="{v}"{" selected" if v == chosen else ""}>{label}</option>'
+        for v, label in choices.items()
+    )
+    return f'<select name="{name}">{options}</select>'
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -196,7 +196,7 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
     assert all(c.encoder is loaded[0].encoder for c in loaded)  # built once
     client = create_app(loaded).test_client()
     page = client.get("/").get_data(as_text=True)
-    assert '<option value="scst">attention, self-critical' in page
+    assert '<option value="scst" selected>attention, self-critical' in page
     assert '<option value="merge">merge' in page
     (tmp_path / "p.jpg").write_bytes(jpeg())
     picture = loaded[0].load(tmp_path / "p.jpg")
@@ -216,6 +216,15 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
         assert scores[captioner.kind] == pytest.approx(direct, rel=1e-5)
     assert scores[None] == scores["scst"]
     assert len({scores["scst"], scores["attention"], scores["merge"]}) == 3
+    answer = client.post(  # the result page keeps the choices made
+        "/",
+        data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "merge", "decoding": "1"},
+        content_type="multipart/form-data",
+    )
+    assert "merge, no attention decoder:" in answer.text
+    assert '<option value="merge" selected>' in answer.text
+    assert '<option value="1" selected>greedy' in answer.text
+    assert answer.text.count(" selected>") == 2
     answer = client.post(
         "/",
         data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "resnet"},
