@@ -164,16 +164,20 @@ def create_app(
             return error(str(problem), 400)
         except Busy:
             return error(BUSY, 503)
-        figure = viz.attention_figure(
-            Image.fromarray(picture), result["words"], result["attention"]
-        )
+        if result["attention"].any():
+            figure = viz.attention_figure(
+                Image.fromarray(picture), result["words"], result["attention"]
+            )
+            shown = 'id="attention" alt="attention for each word"'
+        else:  # a merge decoder: no attention to show, the picture alone
+            figure = viz.attention_figure(Image.fromarray(picture), [], [], columns=1)
+            shown = 'id="picture" alt="the picture"'
         image = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
         return page(
             f"<p>{html.escape(name)}, {LABELS[kind]} decoder:</p>"
             f'<p class="caption" id="caption">'
             f"{html.escape(result['text'])}</p>"
-            f'<img id="attention" alt="attention for each word" '
-            f'src="data:image/png;base64,{image}">',
+            f'<img {shown} src="data:image/png;base64,{image}">',
             kind=kind,
             beam=beam,
         )

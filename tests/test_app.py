@@ -222,6 +222,7 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
         content_type="multipart/form-data",
     )
     assert "merge, no attention decoder:" in answer.text
+    assert 'id="picture"' in answer.text and 'id="attention"' not in answer.text
     assert '<option value="merge" selected>' in answer.text
     assert '<option value="1" selected>greedy' in answer.text
     assert answer.text.count(" selected>") == 2
