@@ -212,7 +212,7 @@ from helpers import train
 features, names, captions, splits, vocabulary = tiny_corpus()
 cfg = CFG.__class__(**{**CFG.__dict__, "deterministic": True, "epochs": 2})
 model, _ = train.train(
-    "attention", cfg, features, names, captions, splits, vocabulary, sys.argv[2],
+    "merge", cfg, features, names, captions, splits, vocabulary, sys.argv[2],
     verbose=0,
 )
 assert config.is_op_determinism_enabled()
