@@ -56,8 +56,9 @@ class Config:
     finetune_epochs: int = 2  # on top of the trained decoder, a few epochs suffice
     # Self-critical training (helpers/scst.py): the decoder learns CIDEr-D itself
     scst_epochs: int = 10  # on top of the cross-entropy decoder; early stopping on dev
-    scst_samples: int = 5  # captions sampled per picture and step
-    scst_baseline: str = "greedy"  # "greedy": its own greedy caption; "mean": the others
+    scst_samples: int = 16  # captions sampled per picture and step
+    scst_pictures: int = 6  # pictures per step (and per device)
+    scst_baseline: str = "mean"  # "mean": of the other samples; "greedy": greedy caption
     scst_temperature: float = 1.0  # sampling temperature (1: the model's distribution)
     scst_learning_rate_scale: float = 0.25  # the decoder's rate: times learning_rate
     # Decoding

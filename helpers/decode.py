@@ -38,6 +38,12 @@ def _log_probs(logits, vocabulary_size):
     return log_probs + NEG_INF * tf.reduce_sum(banned, axis=0)
 
 
+def repeat_state(state: dict, times: int) -> dict:
+    """Each image's decoder state `times` times in a row, (batch * times, ...): the
+    start (features, their attention projection) is computed once per image."""
+    return {name: tf.repeat(value, times, axis=0) for name, value in state.items()}
+
+
 def policy_log_probs(logits, temperature: float = 1.0):
     """The distribution sampling draws from and self-critical training learns:
     log-softmax of logits / temperature over the words decoding may emit (<pad>,
@@ -62,7 +68,7 @@ def sample(
     `beam_search`, one call per word for the whole batch.
     """
     features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
-    state = model.initial_state(tf.repeat(features, samples, axis=0))
+    state = repeat_state(model.initial_state(features), samples)  # (batch * samples, ...)
     rows = tf.shape(features)[0] * samples
     tokens = tf.zeros((rows, max_length), tf.int32)
     finished = tf.zeros((rows,), tf.bool)
@@ -129,7 +135,7 @@ def beam_search(
     """
     features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
     batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
-    state = model.initial_state(tf.repeat(features, k, axis=0))  # each (batch * k, ...)
+    state = repeat_state(model.initial_state(features), k)  # each (batch * k, ...)
     vocabulary_size = model.vocabulary_size
     recurrent = getattr(model, "recurrent_state", tuple(state))
     # Only the first beam is alive at the start, so step one expands a single prefix.

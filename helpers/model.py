@@ -6,6 +6,9 @@ whole caption) and by decoding (greedy and beam search, one step at a time):
     state = model.initial_state(features)             # features (batch, 196, 512)
     logits, alpha, state = model.step(words, state)   # words (batch,) int
 
+`model.unroll(state, words)` runs `step` over whole captions from a given state:
+self-critical training starts it from one picture's state repeated for each sample.
+
 - `AttentionCaptioner`: Show, Attend and Tell with soft (additive) attention, initial
   LSTM state from the mean feature, a gating scalar on the context, dropout, and the
   doubly stochastic attention penalty.
@@ -69,14 +72,19 @@ class CaptionDecoder(keras.Model):
     def call(self, inputs, training=False):
         features, words = inputs  # (batch, grid, feature_dim), (batch, time)
         state = self.initial_state(features, training=training)
+        logits, alphas = self.unroll(state, words, training=training)
+        self.add_attention_penalty(alphas, words)
+        return logits  # (batch, time, vocabulary)
+
+    def unroll(self, state, words, training=False):
+        """Teacher forcing from `state`: logits (batch, time, vocabulary) and attention
+        weights (batch, time, grid) of `words` (batch, time)."""
         logits, alphas = [], []
         for t in range(words.shape[1]):
             step_logits, alpha, state = self.step(words[:, t], state, training=training)
             logits.append(step_logits)  # (batch, vocabulary)
             alphas.append(alpha)  # (batch, grid)
-        alphas = ops.stack(alphas, axis=1)  # (batch, time, grid)
-        self.add_attention_penalty(alphas, words)
-        return ops.stack(logits, axis=1)  # (batch, time, vocabulary)
+        return ops.stack(logits, axis=1), ops.stack(alphas, axis=1)
 
     def add_attention_penalty(self, alphas, words):
         """Subclasses may add a loss on the attention weights."""

@@ -30,7 +30,7 @@ import tensorflow as tf
 from helpers import metrics, train
 from helpers.cider import CiderD
 from helpers.config import Config
-from helpers.decode import beam_search, policy_log_probs, sample
+from helpers.decode import beam_search, policy_log_probs, repeat_state, sample
 from helpers.features import rows_of
 from helpers.finetune import copy_decoder
 from helpers.model import PACKAGE
@@ -147,7 +147,10 @@ class SelfCritical(keras.Model):
         mask = tf.cast(tf.not_equal(tokens, PAD_ID), tf.float32)  # words up to <end>
         variables = self.decoder.trainable_variables
         with tf.GradientTape() as tape:
-            logits = self.decoder((tf.repeat(features, k, axis=0), words))
+            # One start per picture, repeated for its samples: the attention projection
+            # of the features is the largest single product, so it is made once.
+            state = repeat_state(self.decoder.initial_state(features), k)
+            logits, _ = self.decoder.unroll(state, words)  # (batch * k, time, V)
             chosen = tf.gather(
                 policy_log_probs(logits, self.temperature), tokens, batch_dims=2
             )  # (batch * k, time): log-probability of each sampled word
@@ -197,8 +200,8 @@ def train_scst(
     """Self-critical training of (a copy of) the cross-entropy `decoder`; returns
     (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was.
 
-    A step samples `cfg.batch_size` captions: `cfg.scst_samples` of each of
-    `cfg.batch_size // cfg.scst_samples` pictures. The decoder learns at `cfg.learning_rate * cfg.scst_learning_rate_scale`.
+    A step samples `cfg.scst_samples` captions of each of `cfg.scst_pictures` pictures
+    (per device). The decoder learns at `cfg.learning_rate * cfg.scst_learning_rate_scale`.
     """
     train_names, dev_names = splits["train"], splits["dev"]
     names = train_names + dev_names
@@ -221,8 +224,8 @@ def train_scst(
     def pack(batch_features, batch_images):
         return batch_features, batch_images
 
-    def datasets(batch_size):  # batch_size captions: scst_samples of each picture
-        pictures = max(1, batch_size // cfg.scst_samples)
+    def datasets(batch_size):  # cfg.batch_size per device: dev greedy decoding
+        pictures = cfg.scst_pictures * (batch_size // cfg.batch_size)
         return (
             train.make_dataset(
                 features, rows[:split], images[:split], pictures, True, cfg.seed, pack

@@ -8,6 +8,7 @@ import pytest
 
 from helpers import model as models
 from helpers import train
+from helpers.decode import repeat_state
 
 CFG = types.SimpleNamespace(
     embedding_dim=8, units=16, attention_dim=8, dropout=0.0, attention_penalty=1.0
@@ -44,6 +45,19 @@ def test_logits_at_a_step_never_see_later_words(kind):
     again = model((features, changed)).numpy()
     np.testing.assert_allclose(logits[:, :4], again[:, :4], rtol=1e-5, atol=1e-6)
     assert not np.allclose(logits[:, 4:], again[:, 4:])
+
+
+@pytest.mark.parametrize("kind", ["attention", "merge"])
+def test_a_start_repeated_per_sample_unrolls_like_repeated_features(kind):
+    # Self-critical training and decoding start each image once, then repeat its state.
+    model = build(kind)
+    features, words = batch()
+    words = np.repeat(words, 2, axis=0)[::-1].copy()  # two different captions per image
+    expected = model((np.repeat(features, 2, axis=0), words)).numpy()
+    state = repeat_state(model.initial_state(features), 2)
+    logits, alphas = model.unroll(state, words)
+    assert alphas.shape == (6, TIME, GRID)
+    np.testing.assert_allclose(logits.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_padding_never_contributes_to_the_loss():
