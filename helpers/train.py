@@ -293,7 +293,25 @@ def fit(
         # Build the weights now: BackupAndRestore needs a built model.
         model(next(iter(dev_data))[0])
     log = out / "log.csv"
+    began = time.perf_counter()
+
+    def write_summary(logs=None):
+        write_json_atomic(
+            out / "summary.json",
+            {
+                **{k: v for k, v in settings.items() if k != "config"},
+                "epochs_run": len(read_log(log)),
+                f"best_{monitor[0]}": best_so_far(log, *monitor),
+                "parameters": int(model.count_params()),
+                "fit_seconds": round(time.perf_counter() - began),  # of the last part
+            },
+        )
+
     callbacks = [
+        # First, so the summary is written before BackupAndRestore deletes the backup
+        # at the end of training: a kill between the two leaves a finished run, not
+        # one without a summary that would be trained again from the start.
+        keras.callbacks.LambdaCallback(on_train_end=write_summary),
         # Two checkpoints: a kill while one is written leaves the other to resume from.
         keras.callbacks.BackupAndRestore(str(out / "backup"), double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(
@@ -312,7 +330,6 @@ def fit(
         ),
         *extra_callbacks,
     ]
-    began = time.perf_counter()
     model.fit(
         train_data,
         validation_data=dev_data,
@@ -322,18 +339,6 @@ def fit(
         shuffle=False,
     )  # train_data shuffles itself
     best = keras.saving.load_model(out / "best.keras")
-    write_json_atomic(
-        out / "summary.json",
-        {
-            **{k: v for k, v in settings.items() if k != "config"},
-            "epochs_run": len(read_log(log)),
-            f"best_{monitor[0]}": best_so_far(log, *monitor),
-            "parameters": int(best.count_params()),
-            "fit_seconds": round(
-                time.perf_counter() - began
-            ),  # of the last, resumed part
-        },
-    )
     return best, read_log(log)
 
 

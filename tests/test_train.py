@@ -161,6 +161,23 @@ def test_a_kill_in_the_middle_of_a_backup_still_resumes(tmp_path, monkeypatch):
     assert [row["epoch"] for row in log] == [0, 1, 2], "resumed from the first backup"
 
 
+def test_a_kill_as_training_ends_leaves_a_finished_run(tmp_path, monkeypatch):
+    # Killed after the last epoch, while the backup is being removed: the run is done.
+    features, names, captions, splits, vocabulary = tiny_corpus()
+    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+
+    def killed(callback, logs=None):
+        raise KeyboardInterrupt("simulated kill as training ends")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(keras.callbacks.BackupAndRestore, "on_train_end", killed)
+        with pytest.raises(KeyboardInterrupt):
+            train.train(*args, verbose=0)
+    assert json.loads((tmp_path / "summary.json").read_text())["epochs_run"] == 3
+    _, log = train.train(*args, verbose=0)
+    assert [row["epoch"] for row in log] == [0, 1, 2], "reused, not trained again"
+
+
 def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
     features, names, captions, splits, vocabulary = tiny_corpus(images=60)
     cfg = get_config(
