@@ -9,7 +9,7 @@ the cross-entropy decoder stay those of notebooks 02 and 04, so run `make demo` 
 and prints, for every seed, CIDEr-D and BLEU-4 at beam 3 on dev and test beside the
 cross-entropy decoder's, then the test gain's mean and range. Runs go to
 `artifacts/<profile>/scst-seeds/<seed>/` (the profile's own seed: notebook 08's
-`scst/`): a finished one is reused, a killed one resumes. About 7 min per seed on the sample on a 2-core CPU.
+`scst/`): a finished one is reused, a killed one resumes. About 6 min per seed on the sample on a 2-core CPU.
 """
 
 import argparse

@@ -10,9 +10,9 @@ makes the captions that score above a baseline more likely and the others less:
 
     loss = -(reward - baseline) * log p(sampled word | words before it)
 
-summed over the words up to `<end>`. The baseline is the reward of the model's own
-greedy caption (Rennie et al.) or the mean reward of the picture's other samples: no
-extra network learns it, and the sign of reward - baseline says "better or worse
+summed over the words up to `<end>`. The baseline is the mean reward of the picture's
+other samples (Luo, 2020; the default) or the reward of the model's own greedy caption
+(Rennie et al.): no extra network learns it, and the sign of reward - baseline says "better or worse
 than what the model does now". Everything else (optimiser, checkpoints, resume after
 a kill, progress bar, early stopping on dev CIDEr-D) is `helpers.train.fit`.
 """
@@ -147,8 +147,7 @@ class SelfCritical(keras.Model):
         mask = tf.cast(tf.not_equal(tokens, PAD_ID), tf.float32)  # words up to <end>
         variables = self.decoder.trainable_variables
         with tf.GradientTape() as tape:
-            # One start per picture, repeated for its samples: the attention projection
-            # of the features is the largest single product, so it is made once.
+            # One start per picture (its attention projection), repeated for its samples.
             state = repeat_state(self.decoder.initial_state(features), k)
             logits, _ = self.decoder.unroll(state, words)  # (batch * k, time, V)
             chosen = tf.gather(
