@@ -12,8 +12,8 @@ makes the captions that score above a baseline more likely and the others less:
 
 summed over the words up to `<end>`. The baseline is the mean reward of the picture's
 other samples (Luo, 2020; the default) or the reward of the model's own greedy caption
-(Rennie et al.): no extra network learns it, and the sign of reward - baseline says "better or worse
-than what the model does now". Everything else (optimiser, checkpoints, resume after
+(Rennie et al.): no extra network learns it, and the sign of reward - baseline says
+"better or worse than what the model does now". Everything else (optimiser, checkpoints, resume after
 a kill, progress bar, early stopping on dev CIDEr-D) is `helpers.train.fit`.
 """
 
