@@ -13,8 +13,9 @@ makes the captions that score above a baseline more likely and the others less:
 summed over the words up to `<end>`. The baseline is the mean reward of the picture's
 other samples (Luo, 2020; the default) or the reward of the model's own greedy caption
 (Rennie et al.): no extra network learns it, and the sign of reward - baseline says
-"better or worse than what the model does now". Everything else (optimiser, checkpoints, resume after
-a kill, progress bar, early stopping on dev CIDEr-D) is `helpers.train.fit`.
+"better or worse than what the model does now". Everything else (optimiser,
+checkpoints, resume after a kill, progress bar, early stopping on dev CIDEr-D) is
+`helpers.train.fit`.
 """
 
 from __future__ import annotations
@@ -200,7 +201,8 @@ def train_scst(
     (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was.
 
     A step samples `cfg.scst_samples` captions of each of `cfg.scst_pictures` pictures
-    (per device). The decoder learns at `cfg.learning_rate * cfg.scst_learning_rate_scale`.
+    (per device). The decoder learns at
+    `cfg.learning_rate * cfg.scst_learning_rate_scale`.
     """
     train_names, dev_names = splits["train"], splits["dev"]
     names = train_names + dev_names
