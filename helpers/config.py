@@ -47,7 +47,7 @@ class Config:
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     final_learning_rate: float = 0.1  # cosine decay ends at this fraction of the start
     variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
-    deterministic: bool = False  # deterministic ops: the same weights every run, slower
+    deterministic: bool = False  # same weights every run, slower: devices.set_determinism
     # Fine-tuning (helpers/finetune.py): the encoder's last block and the decoder
     # Calibrated on the sample (notebook 07, README): larger steps lose what the
     # decoder learnt before they gain.

@@ -1,6 +1,7 @@
 """The hardware a run uses: a GPU or the CPU, mixed precision, XLA, several GPUs.
 
-Every notebook's setup cell calls `prepare(cfg)`: it says what TensorFlow sees and,
+Every notebook's setup cell calls `prepare(cfg)`: it says what TensorFlow sees, sets
+determinism when the config asks for it and,
 for a profile sized for a GPU, stops at once when the GPU (or its float16 speed) is
 missing, instead of running for hours on the CPU.
 """
@@ -90,8 +91,33 @@ def device_problem(cfg: Config) -> str | None:
     return None
 
 
+def set_determinism(cfg: Config) -> None:
+    """With `cfg.deterministic`, make every run of the same code give the same weights.
+
+    TensorFlow's op determinism alone is not enough on a CPU: when two ops run at once
+    they share the intra-op threads, and a small merge model's weights then differed
+    in the last bits between runs (2 of 3 repeats on an idle CPU, 8 of 17 on a busy
+    one; README, Profiles). So ops also run one at a time. Both settings hold for the whole process, and the
+    second can only be made before TensorFlow runs its first op: `prepare` calls this.
+    """
+    if not cfg.deterministic:
+        return
+    tf.config.experimental.enable_op_determinism()
+    try:
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    except RuntimeError as error:  # TensorFlow has started with its own thread count
+        if os.environ.get("TF_NUM_INTEROP_THREADS") != "1":
+            raise RuntimeError(
+                "deterministic=True runs TensorFlow's ops one at a time, which can only "
+                "be set before its first op: call devices.prepare(cfg) first (every "
+                "notebook's setup cell does; restart the kernel), or set "
+                "TF_NUM_INTEROP_THREADS=1 before starting Python."
+            ) from error
+
+
 def prepare(cfg: Config) -> str:
-    """Check the device for the profile and set the precision; one line saying which.
+    """Check the device for the profile and set determinism and the precision; one
+    line saying which.
 
     Raises RuntimeError with `device_problem`'s message when the profile needs a GPU
     (with float16 tensor cores) that is not here.
@@ -99,13 +125,16 @@ def prepare(cfg: Config) -> str:
     problem = device_problem(cfg)
     if problem:
         raise RuntimeError(problem)
+    set_determinism(cfg)
     policy = set_precision()
     found = gpus()
     names = ", ".join(_details(gpu).get("device_name", gpu.name) for gpu in found)
     where = f"{len(found)} GPU(s): {names}" if found else f"CPU ({os.cpu_count()} cores)"
     xla = [job for job in ("training", "decoding") if use_xla(job)]
+    deterministic = "; deterministic, one op at a time" if cfg.deterministic else ""
     return (
-        f"Device: {where}; precision {policy}; XLA for {' and '.join(xla) or 'nothing'}."
+        f"Device: {where}; precision {policy}; XLA for {' and '.join(xla) or 'nothing'}"
+        f"{deterministic}."
     )
 
 

@@ -260,9 +260,8 @@ def fit(
         remove_folder(out, f"the run trained with other {', '.join(changed)}")
     claim_folder(out)
     write_json_atomic(out / "settings.json", settings)
+    devices.set_determinism(cfg)  # for the whole process: it cannot be switched off
     keras.utils.set_random_seed(cfg.seed)
-    if cfg.deterministic:  # for the whole process: TensorFlow cannot switch it off
-        tf.config.experimental.enable_op_determinism()
     devices.set_precision()  # mixed_float16 on GPUs with tensor cores
     strategy = strategy or devices.distribution_strategy()
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync

@@ -1,6 +1,7 @@
 """Training data pipeline, resume after an interrupted fit, reuse of a finished run."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -222,6 +223,7 @@ def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
 REPRODUCE = """
 import sys
 import numpy as np
+import tensorflow as tf
 from tensorflow.python.framework import config  # is_op_determinism_enabled is not public
 sys.path.insert(0, sys.argv[1])
 from test_train import CFG, tiny_corpus
@@ -233,11 +235,13 @@ model, _ = train.train(
     verbose=0,
 )
 assert config.is_op_determinism_enabled()
+assert tf.config.threading.get_inter_op_parallelism_threads() == 1
 np.savez(sys.argv[3], *model.get_weights())
 """
 
 
 def test_deterministic_runs_give_identical_weights(tmp_path):
+    """Without one op at a time, 8 of 17 repeat runs on a busy CPU differed."""
     runs = []
     for run in ("a", "b"):  # separate processes: nothing shared but the code and seed
         weights = tmp_path / f"{run}.npz"
@@ -257,3 +261,29 @@ def test_deterministic_runs_give_identical_weights(tmp_path):
     assert len(runs[0].files) > 5
     for name in runs[0].files:
         np.testing.assert_array_equal(runs[0][name], runs[1][name])
+
+
+LATE = """
+import tensorflow as tf
+from helpers import devices
+from helpers.config import get_config
+tf.constant(1.0) + 1.0  # TensorFlow starts with its own thread count
+devices.set_determinism(get_config("ci", deterministic=True))
+"""
+
+
+def test_determinism_asked_for_too_late_says_how_to_get_it():
+    run = subprocess.run(
+        [sys.executable, "-c", LATE], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 1
+    assert "TF_NUM_INTEROP_THREADS=1" in run.stderr
+    assert "devices.prepare(cfg) first" in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-c", LATE],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_NUM_INTEROP_THREADS": "1"},
+    )
+    assert run.returncode == 0, run.stderr

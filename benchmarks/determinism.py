@@ -1,0 +1,79 @@
+"""What `deterministic=True` costs and buys: training time and repeatability, side by side.
+
+    python benchmarks/determinism.py [--profile sample] [--kind attention] [--epochs 3]
+
+Trains the same decoder on the profile's cached features (run `make demo` first) four
+times, each in a fresh process (determinism holds for a whole process): twice with the
+profile's settings and twice with `deterministic=True` (TensorFlow's op determinism and
+one op at a time, `helpers.devices.set_determinism`). Prints each mode's seconds per
+epoch (building the model and data included), their ratio, and whether its two runs ended with identical weights (and if not,
+how many of the weights differ). Runs go to a temporary folder and are removed.
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+RUN = """
+import sys, time
+import numpy as np
+from helpers import data, devices, features, paths, train
+from helpers.config import get_config
+from helpers.text import Vocabulary
+profile, kind, epochs, deterministic, out = sys.argv[1:]
+cfg = get_config(profile, deterministic=deterministic == "1")
+devices.prepare(cfg)
+artifacts = paths.artifacts_dir(cfg)
+dataset = data.load_profile_dataset(cfg)
+array, index = features.load_features(artifacts / "features")
+vocabulary = Vocabulary.load(artifacts / "vocabulary.json")
+start = time.perf_counter()
+model, log = train.train(
+    kind, cfg, array, index["names"], dataset.captions, dataset.splits, vocabulary,
+    out, epochs=int(epochs), verbose=0,
+)
+seconds = (time.perf_counter() - start) / len(log)
+np.savez(out + ".npz", *model.get_weights(), seconds=seconds)
+"""
+
+
+def run(args, deterministic: bool, folder: Path, name: str) -> tuple[float, dict]:
+    out = folder / name
+    command = [sys.executable, "-c", RUN, args.profile, args.kind, str(args.epochs)]
+    subprocess.run([*command, str(int(deterministic)), str(out)], check=True)
+    weights = dict(np.load(f"{out}.npz"))
+    return float(weights.pop("seconds")), weights
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--profile", default="sample")
+    parser.add_argument("--kind", default="attention", choices=["attention", "merge"])
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for deterministic in (False, True):  # a then b for each mode
+            results[deterministic] = [
+                run(args, deterministic, Path(folder), f"{int(deterministic)}{run_}")
+                for run_ in "ab"
+            ]
+    print(f"{args.kind}, {args.epochs} epochs   s/epoch   weights differing, run a vs b")
+    for deterministic, ((time_a, a), (time_b, b)) in results.items():
+        differing = sum(int((a[k] != b[k]).sum()) for k in a)
+        label = "deterministic" if deterministic else "profile's settings"
+        total = sum(v.size for v in a.values())
+        print(f"{label:24s}{(time_a + time_b) / 2:8.1f}   {differing:,} of {total:,}")
+    seconds = [sum(t for t, _ in results[d]) for d in (False, True)]
+    print(
+        f"deterministic / profile's settings, time per epoch: {seconds[1] / seconds[0]:.2f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
