@@ -1,9 +1,9 @@
 """The hardware a run uses: a GPU or the CPU, mixed precision, XLA, several GPUs.
 
 Every notebook's setup cell calls `prepare(cfg)`: it says what TensorFlow sees, sets
-determinism when the config asks for it and,
-for a profile sized for a GPU, stops at once when the GPU (or its float16 speed) is
-missing, instead of running for hours on the CPU.
+determinism when the config asks for it and, for a profile sized for a GPU, stops at
+once when the GPU (or its float16 speed) is missing, instead of running for hours on
+the CPU.
 """
 
 from __future__ import annotations
