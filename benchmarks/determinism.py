@@ -1,4 +1,4 @@
-"""What `deterministic=True` costs and buys: training time and repeatability, side by side.
+"""What `deterministic=True` costs and buys: time per epoch and repeatability.
 
     python benchmarks/determinism.py [--profile sample] [--kind attention] [--epochs 3]
 
@@ -6,8 +6,8 @@ Trains the same decoder on the profile's cached features (run `make demo` first)
 times, each in a fresh process (determinism holds for a whole process): twice with the
 profile's settings and twice with `deterministic=True` (TensorFlow's op determinism and
 one op at a time, `helpers.devices.set_determinism`). Prints each mode's seconds per
-epoch (building the model and data included), their ratio, and whether its two runs ended with identical weights (and if not,
-how many of the weights differ). Runs go to a temporary folder and are removed.
+epoch (building the model and data included), how many weights differ between its two
+runs, and the ratio of the times. Runs go to a temporary folder and are removed.
 """
 
 import argparse
@@ -68,10 +68,8 @@ def main() -> int:
         label = "deterministic" if deterministic else "profile's settings"
         total = sum(v.size for v in a.values())
         print(f"{label:24s}{(time_a + time_b) / 2:8.1f}   {differing:,} of {total:,}")
-    seconds = [sum(t for t, _ in results[d]) for d in (False, True)]
-    print(
-        f"deterministic / profile's settings, time per epoch: {seconds[1] / seconds[0]:.2f}x"
-    )
+    plain, fixed = (sum(t for t, _ in results[d]) for d in (False, True))
+    print(f"deterministic / profile's settings, time per epoch: {fixed / plain:.2f}x")
     return 0
 
 

@@ -94,11 +94,12 @@ def device_problem(cfg: Config) -> str | None:
 def set_determinism(cfg: Config) -> None:
     """With `cfg.deterministic`, make every run of the same code give the same weights.
 
-    TensorFlow's op determinism alone is not enough on a CPU: when two ops run at once
-    they share the intra-op threads, and a small merge model's weights then differed
-    in the last bits between runs (2 of 3 repeats on an idle CPU, 8 of 17 on a busy
-    one; README, Profiles). So ops also run one at a time. Both settings hold for the whole process, and the
-    second can only be made before TensorFlow runs its first op: `prepare` calls this.
+    TensorFlow's op determinism alone was not enough on this CPU: with ops running side
+    by side (the default), a small merge model's weights differed in the last bits
+    between runs (2 of 3 repeats on an idle CPU, 8 of 17 on a busy one; README,
+    Profiles). So ops also run one at a time. Both settings hold for the whole process,
+    and the second can only be made before TensorFlow runs its first op: `prepare`
+    calls this.
     """
     if not cfg.deterministic:
         return
