@@ -14,6 +14,7 @@ import functools
 import json
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 from helpers.text import END, PAD, START, normalize_caption
@@ -82,14 +83,20 @@ def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
 def bleu(
     references: dict[str, list[str]], hypotheses: dict[str, str]
 ) -> dict[str, float]:
-    """Corpus BLEU-1..4 with uniform weights: {"bleu1": ..., "bleu4": ...}."""
+    """Corpus BLEU-1..4 with uniform weights: {"bleu1": ..., "bleu4": ...}.
+
+    Unsmoothed, as published scores are: captions with no n-gram in common with
+    their references score BLEU-n 0 (nltk's warning that says so is not shown).
+    """
     from nltk.translate.bleu_score import corpus_bleu
 
     names = _pairs(references, hypotheses)
     refs = [[tokens(r) for r in references[name]] for name in names]
     hyps = [tokens(hypotheses[name]) for name in names]
     weights = [(1.0,), (0.5, 0.5), (1 / 3, 1 / 3, 1 / 3), (0.25, 0.25, 0.25, 0.25)]
-    scores = corpus_bleu(refs, hyps, weights=weights)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"\s*The hypothesis contains 0 counts")
+        scores = corpus_bleu(refs, hyps, weights=weights)
     return {f"bleu{n}": float(score) for n, score in enumerate(scores, start=1)}
 
 

@@ -56,6 +56,12 @@ def test_bleu_matches_independent_implementations():
     assert 0 < ours["bleu4"] < ours["bleu3"] < ours["bleu2"] < ours["bleu1"] < 1
 
 
+def test_no_four_gram_in_common_scores_zero_without_a_warning(recwarn):
+    scores = metrics.bleu(REFERENCES, {n: "dog grass" for n in REFERENCES})
+    assert scores["bleu1"] > 0 and scores["bleu4"] == pytest.approx(0, abs=1e-12)
+    assert not recwarn.list, [str(w.message) for w in recwarn.list]
+
+
 def test_special_tokens_are_stripped_but_unknown_words_count():
     assert metrics.tokens("<start> A dog, <unk> runs! <end> <pad>") == [
         "a",

@@ -5,11 +5,16 @@ parameters that reach the config, HTML copies, and the notebooks that touch the 
 import base64
 import datetime
 import json
+import os
+import re
+import subprocess
+import sys
 
 import nbclient
 import nbformat
 import pytest
 
+import helpers
 from helpers import devices, paths, run
 
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
@@ -87,6 +92,39 @@ def test_a_saved_figure_shows_inline_in_a_real_kernel_and_the_check_sees_one_tha
     png = notebook.cells[0].outputs[0].data["image/png"]
     assert f"data:image/png;base64,{png}" in html.replace("\n", "")
     assert base64.b64decode(png)[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_in_a_kernel_tensorflow_starts_without_its_info_lines(kernel):
+    """A Jupyter kernel shows TensorFlow's start-up lines under the first cell; a
+    script's terminal shows them as TensorFlow prints them."""
+    code = "import ipykernel; import helpers" if kernel else "import helpers"
+    run = subprocess.run(
+        [sys.executable, "-c", f"{code}; import tensorflow; print('ready')"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},  # as make demo, lab, nbval
+    )
+    assert run.returncode == 0 and run.stdout == "ready\n", run.stderr
+    assert (helpers.ABSL_BANNER in run.stderr) is not kernel, run.stderr
+    if kernel:
+        assert not re.search(r"^[IWE]0000 ", run.stderr, re.MULTILINE), run.stderr
+
+
+def test_native_log_lines_are_kept_by_level():
+    text = (
+        f"{helpers.ABSL_BANNER} are written to STDERR\n"
+        "I0000 00:00:1796147223.055540   17660 port.cc:153] oneDNN custom operations\n"
+        "W0000 00:00:1796147223.055540   17660 a.cc:1] a warning\n"
+        "E0000 00:00:1796147223.055540   17660 b.cc:2] an error\n"
+        "Traceback (most recent call last):\n"
+    )
+    lines = text.splitlines(keepends=True)
+    assert helpers.native_lines_kept(text, 0) == text
+    assert helpers.native_lines_kept(text, 1) == "".join(lines[2:])
+    assert helpers.native_lines_kept(text, 2) == "".join(lines[3:])
+    assert helpers.native_lines_kept(text, 3) == lines[4]
 
 
 def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
