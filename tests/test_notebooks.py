@@ -39,6 +39,9 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
     setup = [c for c in notebook.cells if c.cell_type == "code"][1]
     assert "cfg = get_config(profile, **overrides)" in setup.source
     assert "print(describe(cfg))\nprint(devices.prepare(cfg))" in setup.source
+    # helpers first: it starts TensorFlow without the log lines (see the test below)
+    imports = re.findall(r"^(?:from|import) (\w+)", setup.source, re.MULTILINE)
+    assert "keras" not in imports and "tensorflow" not in imports, path.name
 
 
 @pytest.mark.skipif(bool(devices.gpus()), reason="this machine has a GPU")
