@@ -102,17 +102,17 @@ def test_in_a_kernel_tensorflow_starts_without_its_info_lines(kernel):
     """A Jupyter kernel shows TensorFlow's start-up lines under the first cell; a
     script's terminal shows them as TensorFlow prints them."""
     code = "import ipykernel; import helpers" if kernel else "import helpers"
-    run = subprocess.run(
+    started = subprocess.run(
         [sys.executable, "-c", f"{code}; import tensorflow; print('ready')"],
         capture_output=True,
         text=True,
         timeout=120,
         env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},  # as make demo, lab, nbval
     )
-    assert run.returncode == 0 and run.stdout == "ready\n", run.stderr
-    assert (helpers.ABSL_BANNER in run.stderr) is not kernel, run.stderr
+    assert started.returncode == 0 and started.stdout == "ready\n", started.stderr
+    assert (helpers.ABSL_BANNER in started.stderr) is not kernel, started.stderr
     if kernel:
-        assert not re.search(r"^[IWE]0000 ", run.stderr, re.MULTILINE), run.stderr
+        assert not re.search(r"^[IWE]0000 ", started.stderr, re.MULTILINE), started.stderr
 
 
 def test_native_log_lines_are_kept_by_level():
