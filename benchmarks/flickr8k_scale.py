@@ -2,17 +2,22 @@
 
     python benchmarks/flickr8k_scale.py [--profiles flickr8k flickr8k-cpu] [--steps 10]
 
-Synthetic data of Flickr8k's real sizes: 8,091 images of 196x512 float16 features in a
-memmap, 6,000 training images with five captions each (lengths drawn like Flickr8k's:
-mean 11.8 words, at most 38), a vocabulary of 2,540 words (Flickr8k's training words
-seen at least five times). Each profile runs in its own process (its own peak memory)
-and measures: training steps of the attention and merge decoders through the real
-input pipeline (plus the validation pass over 5,000 dev captions, per epoch), batched beam-3 decoding (an untrained model runs to the maximum
-length, 21 words: slower than a trained one), and the encoder's forward pass (random
-weights cost the same as ImageNet's). The projection adds up what the notebooks do:
-features for every image, three training runs for the profile's `epochs` (attention,
-merge, shuffled-feature control; early stopping may end them sooner), and nine
-decodings of the 1,000 test images (notebooks 04-06).
+Synthetic data of Flickr8k's real sizes: 8,091 images of the profile's feature grid
+(VGG16 196x512, EfficientNet-Lite0 49x1280) in a float16 memmap, 6,000 training images
+with five captions each (lengths drawn like Flickr8k's: mean 11.8 words, at most 38),
+a vocabulary of 2,540 words (Flickr8k's training words seen at least five times).
+Each profile runs in its own process (its own peak memory) and measures, with the
+profile's sizes: training steps of the attention and merge decoders through the real
+input pipeline (plus the validation pass over 5,000 dev captions, per epoch), a
+fine-tuning step (the encoder's tuned part on its cached input, under the decoder), a
+self-critical step (sampling, the CIDEr-D reward, the gradient pass), batched beam-3
+decoding (an untrained model runs to the maximum length: slower than a trained one)
+and the encoder's forward pass (random weights cost the same as ImageNet's). The
+projection adds up what the eight notebooks do: features for every image, three
+training runs for the profile's `epochs` (attention, merge, shuffled-feature control;
+early stopping may end them sooner), `finetune_epochs` of fine-tuning and
+`scst_epochs` of self-critical training (each with a dev pass), and the decodings of
+the 1,000 test images in notebooks 04 to 08.
 """
 
 import argparse
@@ -26,13 +31,16 @@ from pathlib import Path
 
 IMAGES, TRAIN_IMAGES, DEV_IMAGES, TEST_IMAGES = 8091, 6000, 1000, 1000
 CAPTIONS_PER_IMAGE = 5
-GRID, DIM, VOCABULARY, MAX_LENGTH = 196, 512, 2540, 38
+VOCABULARY, MAX_LENGTH = 2540, 38
+# Beam-3-sized decodings of the test split: notebook 04 three greedy, 05 eight (beam
+# 1, 3, 5 and four guard settings), 06 six, 07 two, 08 four and a greedy dev pass.
+DECODINGS = 24
 # benchmarks/features.py on this machine: the JPEG pipeline ran at 0.68 of the bare
 # forward pass (0.93 on a faster 2-core machine); the projection uses the slower one.
 PIPELINE_SHARE = 0.68
 
 
-def synthetic(folder: Path, max_length_percentile: float):
+def synthetic(folder: Path, grid: int, dim: int, max_length_percentile: float):
     """The feature memmap and the training caption table (rows, padded token ids).
 
     Captions are cut at the profile's length percentile, as `Vocabulary.fit` does;
@@ -41,11 +49,11 @@ def synthetic(folder: Path, max_length_percentile: float):
     import numpy as np
 
     rng = np.random.default_rng(0)
-    path = folder / "features.npy"
+    path = folder / f"features-{grid}x{dim}.npy"
     if not path.exists():
-        array = np.lib.format.open_memmap(path, "w+", np.float16, (IMAGES, GRID, DIM))
+        array = np.lib.format.open_memmap(path, "w+", np.float16, (IMAGES, grid, dim))
         for start in range(0, IMAGES, 500):
-            chunk = rng.normal(size=(min(500, IMAGES - start), GRID, DIM))
+            chunk = rng.normal(size=(min(500, IMAGES - start), grid, dim))
             array[start : start + 500] = np.abs(chunk).astype(np.float16)  # ReLU-like
         array.flush()
         del array
@@ -63,58 +71,113 @@ def synthetic(folder: Path, max_length_percentile: float):
     return np.load(path, mmap_mode="r"), rows, tokens
 
 
+def timed(step, steps: int) -> float:
+    """Seconds per call of `step()`, after two calls to build and trace it."""
+    step()
+    step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps
+
+
 def measure(profile: str, folder: Path, steps: int) -> dict:
-    """Seconds per epoch of each decoder, beam-3 captions/s and encoder images/s."""
+    """Seconds per epoch of each training job, beam-3 captions/s, encoder images/s."""
     import keras
     import numpy as np
 
     from helpers import features as encoders
+    from helpers import finetune, scst, train
     from helpers import model as models
-    from helpers import train
     from helpers.config import get_config
     from helpers.decode import Decoder
     from helpers.text import SPECIAL, Vocabulary
 
     cfg = get_config(profile)
-    array, rows, tokens = synthetic(folder, cfg.max_length_percentile)
-    data = train.make_dataset(array, rows, tokens, cfg.batch_size, shuffle=True)
+    encoder = encoders.build_encoder(cfg.encoder, None, cfg.image_size, cfg.seed)
+    _, height, width, dim = encoder.output_shape
+    grid = height * width
+    array, rows, tokens = synthetic(folder, grid, dim, cfg.max_length_percentile)
+    data = iter(train.make_dataset(array, rows, tokens, cfg.batch_size, shuffle=True))
     steps_per_epoch = int(np.ceil(len(rows) / cfg.batch_size))
+    dev_steps = np.ceil(DEV_IMAGES * CAPTIONS_PER_IMAGE / cfg.batch_size)
     result = {
         "profile": profile,
-        "epochs": cfg.epochs,
+        "encoder": cfg.encoder,
+        "grid": f"{grid}x{dim}",
         "units": cfg.units,
         "words": tokens.shape[1] - 2,
+        **{k: getattr(cfg, k) for k in ("epochs", "finetune_epochs", "scst_epochs")},
     }
-    models_built = {}
-    for kind in ("attention", "merge"):
-        model = models_built[kind] = models.build(
-            kind, cfg, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM)
-        )
+
+    def compiled(model):
         model.compile(
             optimizer=keras.optimizers.Adam(cfg.learning_rate, clipnorm=cfg.clip_norm),
             loss=train.masked_loss(),
             jit_compile=False,  # as train.fit on a CPU
         )
-        model.fit(data.take(2), verbose=0)  # build and trace outside the timing
-        start = time.perf_counter()
-        model.fit(data.take(steps), verbose=0)
-        epoch = (time.perf_counter() - start) / steps * steps_per_epoch
-        model.evaluate(data.take(2), verbose=0)
-        start = time.perf_counter()
-        model.evaluate(data.take(steps), verbose=0)
-        dev_steps = np.ceil(DEV_IMAGES * CAPTIONS_PER_IMAGE / cfg.batch_size)
-        result[f"{kind}_epoch_s"] = (
-            epoch + (time.perf_counter() - start) / steps * dev_steps
+        return model
+
+    decoders = {}
+    for kind in ("attention", "merge"):
+        model = decoders[kind] = compiled(
+            models.build(kind, cfg, VOCABULARY, (grid, dim), np.zeros(dim), np.ones(dim))
         )
+        batch = next(data)
+        train_s = timed(lambda: model.train_on_batch(*batch), steps)  # noqa: B023
+        dev_s = timed(lambda: model.test_on_batch(*batch), steps)  # noqa: B023
+        result[f"{kind}_epoch_s"] = train_s * steps_per_epoch + dev_s * dev_steps
+
     words = [*SPECIAL, *(f"w{i}" for i in range(VOCABULARY - len(SPECIAL)))]
     vocabulary = Vocabulary(tuple(words), max_length=20, min_count=cfg.min_word_count)
-    decoder = Decoder(models_built["attention"], vocabulary)
+    decoder = Decoder(decoders["attention"], vocabulary)
     batch = np.asarray(array[:128], np.float32)
     decoder(batch[:8], 3)  # compile
     start = time.perf_counter()
     decoder(batch, 3)
     result["beam3_captions_per_s"] = len(batch) / (time.perf_counter() - start)
-    encoder = encoders.build_encoder(cfg.encoder, None, cfg.image_size, cfg.seed)
+
+    # Fine-tuning: whole pictures of five captions, the tuned part on its cached input.
+    spec = encoders.ENCODERS[cfg.encoder]
+    frozen_shape = encoder.get_layer(spec.frozen).output.shape[1:]
+    tuner = compiled(
+        finetune.FineTuner(
+            encoders.tuned_part(encoder, cfg.encoder), decoders["attention"]
+        )
+    )
+    pictures = max(1, cfg.batch_size // CAPTIONS_PER_IMAGE)
+    cache = np.abs(np.random.default_rng(1).normal(size=(pictures, *frozen_shape)))
+    cache = cache.reshape(pictures, -1, frozen_shape[-1]).astype(np.float32)
+    grouped = tokens[: pictures * CAPTIONS_PER_IMAGE].reshape(pictures, 5, -1)
+    batch = train.teacher_forcing(cache, grouped)
+    tune_s = timed(lambda: tuner.train_on_batch(*batch), steps)
+    result["finetune_epoch_s"] = tune_s * np.ceil(TRAIN_IMAGES / pictures) + (
+        tune_s / 3 * np.ceil(DEV_IMAGES / pictures)  # a forward pass: about a third
+    )
+
+    # Self-critical training: sample, score with CIDEr-D, one gradient pass.
+    names = [f"p{i}" for i in range(TRAIN_IMAGES)]
+    texts = {
+        n: [vocabulary.decode(t) for t in tokens[i * 5 : i * 5 + 5]]
+        for i, n in enumerate(names)
+    }
+    critic = scst.SelfCritical(
+        decoders["attention"],
+        max_length=vocabulary.max_length + 1,
+        samples=cfg.scst_samples,
+        baseline=cfg.scst_baseline,
+        temperature=cfg.scst_temperature,
+    )
+    critic.reward = scst.Reward(texts, names, names, vocabulary)
+    critic.compile(optimizer=keras.optimizers.Adam(1e-5), jit_compile=False)
+    features = np.asarray(array[: cfg.scst_pictures], np.float32)
+    images = np.arange(cfg.scst_pictures, dtype=np.int32)
+    scst_s = timed(lambda: critic.train_on_batch(features, images), steps)
+    greedy_s = 1 / (result["beam3_captions_per_s"] * 2)  # greedy: about twice beam 3
+    result["scst_epoch_s"] = (
+        scst_s * np.ceil(TRAIN_IMAGES / cfg.scst_pictures) + greedy_s * DEV_IMAGES
+    )
+
     pictures = np.random.default_rng(0).uniform(0, 255, (16, 224, 224, 3))
     encoder.predict(pictures[:4], verbose=0)
     start = time.perf_counter()
@@ -129,7 +192,9 @@ def projected_minutes(r: dict) -> dict:
     stages = {
         "features": IMAGES / (r["encoder_images_per_s"] * PIPELINE_SHARE) / 60,
         "training": r["epochs"] * (2 * r["attention_epoch_s"] + r["merge_epoch_s"]) / 60,
-        "decoding": 9 * TEST_IMAGES / r["beam3_captions_per_s"] / 60,
+        "fine-tuning": r["finetune_epochs"] * r["finetune_epoch_s"] / 60,
+        "self-critical": r["scst_epochs"] * r["scst_epoch_s"] / 60,
+        "decoding": DECODINGS * TEST_IMAGES / r["beam3_captions_per_s"] / 60,
     }
     return {**stages, "total": sum(stages.values())}
 
@@ -147,9 +212,10 @@ def main() -> None:
         print(json.dumps(measure(args.run, args.folder, args.steps)))
         return
     print(
-        "| profile | LSTM units | words per caption | s/epoch attention | s/epoch merge | epochs | "
-        "beam-3 captions/s | encoder images/s | peak GiB | projected minutes: "
-        "features + training + decoding = total |"
+        "| profile | encoder grid | LSTM units | words | s/epoch: attention, merge, "
+        "fine-tuning, self-critical | epochs: cross-entropy, fine-tuning, self-critical "
+        "| beam-3 captions/s | encoder images/s | peak GiB | projected minutes: features "
+        "+ training + fine-tuning + self-critical + decoding = total |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as folder:
@@ -168,11 +234,14 @@ def main() -> None:
             r = json.loads(output.stdout.strip().splitlines()[-1])
             m = projected_minutes(r)
             print(
-                f"| {profile} | {r['units']} | {r['words']} | {r['attention_epoch_s']:.0f} | "
-                f"{r['merge_epoch_s']:.0f} | {r['epochs']} | "
-                f"{r['beam3_captions_per_s']:.0f} | {r['encoder_images_per_s']:.1f} | "
-                f"{r['peak_gib']:.1f} | {m['features']:.0f} + {m['training']:.0f} + "
-                f"{m['decoding']:.0f} = **{m['total']:.0f}** |",
+                f"| {profile} | {r['encoder']} {r['grid']} | {r['units']} | {r['words']} "
+                f"| {r['attention_epoch_s']:.0f}, {r['merge_epoch_s']:.0f}, "
+                f"{r['finetune_epoch_s']:.0f}, {r['scst_epoch_s']:.0f} "
+                f"| {r['epochs']}, {r['finetune_epochs']}, {r['scst_epochs']} "
+                f"| {r['beam3_captions_per_s']:.0f} | {r['encoder_images_per_s']:.1f} "
+                f"| {r['peak_gib']:.1f} | "
+                + " + ".join(f"{m[k]:.0f}" for k in m if k != "total")
+                + f" = **{m['total']:.0f}** |",
                 flush=True,
             )
 

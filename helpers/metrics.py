@@ -60,6 +60,34 @@ def with_spatial_relations(references: dict[str, list[str]]) -> list[str]:
     )
 
 
+# Words a sentence does not end on: Luo's list for self-critical training (articles,
+# prepositions, "is"/"are"/"am"; ruotianluo/self-critical.pytorch), with conjunctions
+# and possessives added. A caption ending on one is a fragment ("a dog runs on a").
+BAD_ENDINGS = frozenset(
+    "a an the in for at of with before after on upon near to is are am "
+    "and or but his her their its from by into onto".split()
+)
+
+
+def caption_quality(captions: list[str]) -> dict[str, float]:
+    """What n-gram metrics do not see: the share of captions that end on a word a
+    sentence does not end on, that repeat a word pair or a word trigram, and how
+    many different captions there are."""
+
+    def repeats(words: list[str], n: int) -> bool:
+        grams = list(zip(*(words[i:] for i in range(n))))
+        return len(set(grams)) < len(grams)
+
+    split = [tokens(caption) for caption in captions]
+    count = max(len(split), 1)
+    return {
+        "bad_endings": sum(bool(w) and w[-1] in BAD_ENDINGS for w in split) / count,
+        "repeated_pairs": sum(repeats(w, 2) for w in split) / count,
+        "repeated_trigrams": sum(repeats(w, 3) for w in split) / count,
+        "distinct": len({" ".join(w) for w in split}),
+    }
+
+
 def _pairs(references: dict[str, list[str]], hypotheses: dict[str, str]):
     if not references or not hypotheses:
         raise ValueError(
@@ -118,6 +146,24 @@ def evaluate(
     if meteor:
         result["meteor"] = float(_meteor().compute_score(gts, res)[0])
     return result
+
+
+def human_agreement(references: dict[str, list[str]]) -> dict[str, float]:
+    """The metrics of one person's caption against the other people's: round k
+    scores every image's k-th reference against the rest, and the rounds are
+    averaged (a ceiling for a model, which `evaluate` scores against all of them)."""
+    rounds = min(len(refs) for refs in references.values())
+    if rounds < 2:
+        raise ValueError("human agreement needs at least two references per image")
+    results = [
+        evaluate(
+            {n: refs[:k] + refs[k + 1 :] for n, refs in references.items()},
+            {n: refs[k] for n, refs in references.items()},
+            meteor=False,
+        )
+        for k in range(rounds)
+    ]
+    return {key: sum(r[key] for r in results) / rounds for key in results[0]}
 
 
 @functools.cache

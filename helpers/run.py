@@ -70,16 +70,60 @@ def cells_missing_figures(notebook: dict) -> list[int]:
     ]
 
 
+# The lab template without what it fetches from the internet: require.js, MathJax and
+# mermaid. Equations become MathML (`with_mathml`), which browsers draw themselves.
+OFFLINE_TEMPLATE = """{%- extends "lab/index.html.j2" -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.DOTALL)
+CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.DOTALL)
+
+
+def with_mathml(markdown: str) -> str:
+    """Markdown with its $...$ and $$...$$ LaTeX turned into MathML (code left alone)."""
+    from latex2mathml.converter import convert
+
+    def math(match: re.Match) -> str:
+        display = match[1] is not None
+        return convert((match[1] or match[2]).strip(), display="block" if display else "inline")
+
+    parts = CODE.split(markdown)  # odd parts are code
+    return "".join(p if i % 2 else MATH.sub(math, p) for i, p in enumerate(parts))
+
+
+def is_progress_bar(output: dict) -> bool:
+    """A tqdm widget: its saved text is the bar as it was first drawn ("0%| 0/800")."""
+    data = output.get("data", {})
+    return "application/vnd.jupyter.widget-view+json" in data and "%|" in "".join(
+        data.get("text/plain", "")
+    )
+
+
 def export_html(notebook_path: Path) -> Path:
-    """A self-contained HTML copy beside the executed notebook (images embedded)."""
+    """A self-contained HTML copy beside the executed notebook: images embedded,
+    equations as MathML, nothing fetched from the internet."""
     import nbformat
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
     notebook = nbformat.read(notebook_path, as_version=4)
     # Widgets need a live kernel (and scripts from the internet). Without their saved
-    # state nbconvert falls back to the static picture in the same output.
+    # state nbconvert falls back to the static picture in the same output; progress
+    # bars, whose static text is their first state, are left out (a line after each
+    # says how long it took).
     notebook.metadata.pop("widgets", None)
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+    for cell in notebook.cells:
+        if cell.cell_type == "markdown":
+            cell.source = with_mathml(cell.source)
+        elif cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
+        template_file="offline.html.j2",
+        embed_images=True,
+    )
     body, _ = exporter.from_notebook_node(notebook)
     return write_text_atomic(notebook_path.with_suffix(".html"), body)
 

@@ -35,14 +35,25 @@ from helpers.decode import beam_search, policy_log_probs, repeat_state, sample
 from helpers.features import rows_of
 from helpers.finetune import copy_decoder
 from helpers.model import PACKAGE
-from helpers.text import PAD_ID, START_ID, Vocabulary
+from helpers.text import END, PAD_ID, START_ID, Vocabulary
 
 BASELINES = ("greedy", "mean")
 
 
+def with_end(text: str) -> str:
+    """A caption as the reward sees it: normalised words, then the word `<end>`."""
+    return " ".join([*metrics.tokens(text), END])
+
+
 class Reward:
     """CIDEr-D of captions (vocabulary ids, <pad> after <end>) against the references
-    of their pictures, with the document frequencies of `document_names`' captions."""
+    of their pictures, with the document frequencies of `document_names`' captions.
+
+    `<end>` is a word of the reward, at the end of every caption and reference (Rennie
+    et al., 2017, appendix E): a caption cut short ("a dog runs on a") loses the n-grams
+    that end a reference ("the grass <end>"), so fragments that share many words with
+    the references no longer pay. Reported metrics stay as published, without it.
+    """
 
     def __init__(
         self,
@@ -51,19 +62,20 @@ class Reward:
         names: list[str],
         vocabulary: Vocabulary,
     ):
-        def normalised(name):  # as the metric sees them (helpers.metrics.tokens)
-            return [" ".join(metrics.tokens(c)) for c in captions[name]]
+        def normalised(name):
+            return [with_end(c) for c in captions[name]]
 
         self.cider = CiderD([normalised(n) for n in document_names])
         self.references = self.cider.references([normalised(n) for n in names])
         self.names = names  # `images` index these
-        # Each vocabulary id as a CIDEr-D word id; <pad>, <start> and <end> are none (0).
+        # Each vocabulary id as a CIDEr-D word id; <pad> and <start> are none (0).
         words = [" ".join(metrics.tokens(word)) for word in vocabulary.words]
+        words[vocabulary.ids[END]] = END
         self.lookup = self.cider.encode(words)[:, 0]
 
     def texts(self, texts: list[str], images) -> np.ndarray:
-        """The rewards of captions given as text."""
-        ids = self.cider.encode([" ".join(metrics.tokens(t)) for t in texts])
+        """The rewards of captions given as text (each ends with `<end>`)."""
+        ids = self.cider.encode([with_end(t) for t in texts])
         return self.cider.score(self.references, ids, np.asarray(images))
 
     def __call__(self, tokens: np.ndarray, images: np.ndarray) -> np.ndarray:

@@ -138,6 +138,39 @@ class ScaledAdam(keras.optimizers.Adam):
         return {**super().get_config(), "scales": self.scales}
 
 
+class EpochLine(keras.callbacks.Callback):
+    """One line per run that every epoch rewrites: the epoch, the logged values and
+    the time per epoch. In Jupyter it updates in place (a saved notebook keeps its
+    last state); elsewhere it prints a line per epoch."""
+
+    def __init__(self, label: str):
+        super().__init__()
+        self.label, self.handle, self.began, self.first = label, None, 0.0, None
+
+    def on_train_begin(self, logs=None):
+        from IPython import get_ipython
+        from IPython.display import Pretty, display
+
+        self.began = time.perf_counter()
+        if get_ipython() is not None:
+            self.handle = display(Pretty(f"{self.label}: starting"), display_id=True)
+
+    def on_epoch_end(self, epoch, logs=None):
+        from IPython.display import Pretty
+
+        values = ", ".join(f"{k} {v:.3f}" for k, v in (logs or {}).items())
+        seconds = (time.perf_counter() - self.began) / (epoch + 1 - self.first)
+        line = f"{self.label}: epoch {epoch + 1}, {values} ({seconds:.0f} s per epoch)"
+        if self.handle is None:
+            print(line, flush=True)
+        else:
+            self.handle.update(Pretty(line))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.first is None:  # a resumed run starts after its last finished epoch
+            self.first = epoch
+
+
 def masked_loss() -> keras.losses.Loss:
     """Cross-entropy averaged over real words only (weights are 0 on padding)."""
     return keras.losses.SparseCategoricalCrossentropy(

@@ -231,6 +231,28 @@ def attention_step(picture, words: list[str], attention, position: int) -> Figur
     return figure
 
 
+def activation_maps(
+    pictures: list, titles: list[str], maps: dict[str, list[np.ndarray]]
+) -> Figure:
+    """Each picture with its title, then one map per encoder: the length of each grid
+    cell's feature vector (brighter: more is going on there), with a colour bar."""
+    columns = 1 + len(maps)
+    figure, axes = subplots(
+        len(pictures), columns, figsize=(3 * columns, 3.2 * len(pictures)), squeeze=False
+    )
+    for row, (picture, title) in enumerate(zip(pictures, titles)):
+        axes[row, 0].imshow(picture)
+        axes[row, 0].set_title(title, fontsize=10, loc="left")
+        for column, (label, grids) in enumerate(maps.items(), start=1):
+            shown = axes[row, column].imshow(grids[row], cmap="viridis")
+            axes[row, column].set_title(label, fontsize=10)
+            figure.colorbar(shown, ax=axes[row, column], fraction=0.046, pad=0.04)
+        for axis in axes[row]:
+            axis.axis("off")
+    figure.tight_layout()
+    return figure
+
+
 def bleu_by_length(
     references: dict[str, list[str]],
     hypotheses: dict[str, str],

@@ -144,10 +144,12 @@ def test_kaggle_line_numbers_count_blank_lines(tmp_path):
         data.load_dataset(root)
 
 
-def test_kaggle_repeated_rows_are_kept_once_and_reported(tmp_path):
+def test_kaggle_repeated_rows_stay_separate_references_and_are_reported(tmp_path):
+    """Two annotators' identical sentences: published scoring counts both."""
     rows = "image,caption\na.jpg,A dog .\nb.jpg,A cat .\na.jpg,A dog .\n"
     dataset = data.load_dataset(kaggle(tmp_path, rows))
-    assert dataset.captions["a.jpg"] == ["A dog ."]
+    assert dataset.captions["a.jpg"] == ["A dog .", "A dog ."]
+    assert dataset.report()["captions"] == 3
     assert any("1 repeated row" in note and "2, 4" in note for note in dataset.notes)
 
 

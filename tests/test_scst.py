@@ -12,6 +12,7 @@ from helpers import model as models
 from helpers.cider import CiderD
 from helpers.config import get_config
 from helpers.decode import Decoder, sample
+from helpers.text import Vocabulary
 
 CFG = get_config(
     "ci",
@@ -78,22 +79,44 @@ def tiny_decoder(vocabulary, grid=4, dim=6):
     return decoder
 
 
-def test_the_reward_is_cider_d_of_the_words_with_training_frequencies():
+def test_the_reward_is_cider_d_of_the_words_and_the_end_with_training_frequencies():
     _, _, captions, splits, vocabulary = tiny_corpus()
     names = splits["train"] + splits["dev"]
     reward = scst.Reward(captions, splits["train"], names, vocabulary)
     texts = ["a red thing", "one blue shape", "a green", "red red red"]
     images = np.array([0, 17, 2, 3])
     tokens = vocabulary.encode_batch(texts)[:, 1:]  # without <start>: <end>, then <pad>
-    expected = CiderD([captions[n] for n in splits["train"]])(
-        [captions[names[i]] for i in images], texts
+    ended = [[c + " <end>" for c in captions[n]] for n in splits["train"]]
+    expected = CiderD(ended)(
+        [[c + " <end>" for c in captions[names[i]]] for i in images],
+        [t + " <end>" for t in texts],
     )
     np.testing.assert_allclose(reward(tokens, images), expected, rtol=1e-6)
     np.testing.assert_allclose(reward.texts(texts, images), expected, rtol=1e-6)
     assert reward(tokens, images)[0] > reward(tokens, images)[2] > 0
-    assert (
-        metrics.tokens("<unk>") == ["unk"] and reward.lookup[vocabulary.ids["<end>"]] == 0
+    assert metrics.tokens("<unk>") == ["unk"] and reward.lookup[vocabulary.ids["<end>"]]
+
+
+def test_a_caption_cut_short_earns_less_than_the_whole_one():
+    """Without <end> in the reward, a fragment holding the reference's words scores
+    as well as the sentence (Rennie et al., appendix E); with it, it loses."""
+    captions = {
+        f"p{i}": [f"a {c} dog runs on the grass"] * 5
+        for i, c in enumerate(["red", "blue", "green", "black"])
+    }
+    captions["p4"] = ["a cat sits on a mat"] * 5
+    names = sorted(captions)
+    vocabulary = Vocabulary.fit([c for n in names for c in captions[n]], 1)
+    reward = scst.Reward(captions, names, names, vocabulary)
+    whole, cut = reward.texts(
+        ["a red dog runs on the grass", "a red dog runs on the"], [0, 0]
     )
+    assert whole > cut
+    plain = CiderD([captions[n] for n in names])
+    old_whole, old_cut = plain(
+        [captions["p0"]] * 2, ["a red dog runs on the grass", "a red dog runs on the"]
+    )
+    assert whole - cut > old_whole - old_cut  # the end widens the gap
 
 
 @pytest.mark.parametrize("baseline", scst.BASELINES)
