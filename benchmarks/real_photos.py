@@ -24,7 +24,6 @@ under `--out`. Nothing here is committed: the photos stay where they are.
 
 import argparse
 import dataclasses
-import json
 import random
 import time
 from pathlib import Path
@@ -106,8 +105,8 @@ def main() -> int:
     references = {n: dataset.captions[n] for n in split["dev"]}
     table, captions = {}, {}
 
-    def score(label, decoder_model, widths=(1, 3)):
-        decoder = Decoder.from_config(decoder_model, vocabulary, cfg)
+    def score(label, decoder_model, widths=(1, 3), **guards):
+        decoder = Decoder(decoder_model, vocabulary, **guards)
         for k in widths:
             texts = decoder.caption(array, names, split["dev"], k)
             hypotheses = {n: r["text"] for n, r in texts.items()}
@@ -138,6 +137,12 @@ def main() -> int:
             f"{run}: {len(log)} epochs, best val loss {min(r['val_loss'] for r in log):.3f}"
         )
         score(run if run != "shuffled" else "attention, shuffled features", runs[run])
+    score(
+        "attention, no repeated trigram",
+        runs["attention"],
+        (3,),
+        block_repeated_trigrams=True,
+    )
     human = metrics.human_agreement(references)
     table["human (one caption vs the other four)"] = human | metrics.caption_quality(
         [refs[0] for refs in references.values()]
@@ -155,7 +160,13 @@ def main() -> int:
             verbose=0,
         )
         print(f"SCST seed {seed}: {len(log)} epochs")
-        score(f"attention + SCST (seed {seed})", model.decoder, widths=(3,))
+        score(f"attention + SCST (seed {seed})", model.decoder)
+        score(
+            f"attention + SCST (seed {seed}), no repeated trigram",
+            model.decoder,
+            (3,),
+            block_repeated_trigrams=True,
+        )
 
     print(
         f"\nOfficial dev photos of {args.data_dir} ({len(split['dev'])} photos, "

@@ -54,5 +54,21 @@ def import_tensorflow_quietly() -> None:
             )
 
 
-if "ipykernel" in sys.modules:  # in a script the lines go to a terminal, as usual
-    import_tensorflow_quietly()
+# The commands that load TensorFlow (`python -m helpers caption|serve`, `helpers.run`,
+# `helpers.features`) keep its start-up lines out of the user's terminal, unless the
+# user set the level: what they print first is theirs.
+COMMANDS = ("helpers", "helpers.run", "helpers.features")
+
+
+def command() -> str | None:
+    """The module run with `python -m`, while this package is imported for it."""
+    argv = getattr(sys, "orig_argv", [])
+    if sys.argv[:1] != ["-m"] or "-m" not in argv[:-1]:
+        return None
+    return argv[argv.index("-m") + 1]
+
+
+if command() in COMMANDS:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if "ipykernel" in sys.modules or command() in COMMANDS:
+    import_tensorflow_quietly()  # in a script the lines go to a terminal, as usual

@@ -18,8 +18,8 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
-from helpers.config import Config, data_description, load_config
-from helpers.io import read_json, staged, write_json_atomic
+from helpers.config import LIMITS, Config, data_description, load_config
+from helpers.io import read_json, read_regular, staged, write_json_atomic
 from helpers.text import Vocabulary
 
 ARCHITECTURES = ("attention", "merge")  # what notebook 04 trains (helpers.model.build)
@@ -55,6 +55,14 @@ class Bundle:
         from helpers import features
 
         encoder = features.encoder_from_identity(self.encoder, weights_file)
+        _, height, width, channels = encoder.output_shape
+        if (height * width, channels) != (self.model.grid, self.model.feature_dim):
+            raise ValueError(
+                f"{self.folder / MANIFEST}: its encoder ({self.encoder['encoder']} at "
+                f"{self.encoder['image_size']} px) gives {height * width}x{channels} "
+                f"features, but the decoder reads {self.model.grid}x"
+                f"{self.model.feature_dim}"
+            )
         if self.encoder["tuned_layers"]:
             part = features.tuned_part(encoder, self.encoder["encoder"])
             if tuned_layers(part) != self.encoder["tuned_layers"]:
@@ -122,24 +130,33 @@ def save_bundle(
     return Path(folder)
 
 
+MAX_PART_BYTES = 512 * 2**20  # a decoder or tuned layers: tens of MB
+MAX_MANIFEST_BYTES = 2**20
+
+
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The sha256 of a bundle file: a regular file inside its folder, of bounded size."""
+    return hashlib.sha256(read_regular(path, MAX_PART_BYTES, path.parent)).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict:
-    """bundle.json, checked for every key and type; ValueError naming the file if bad."""
+    """bundle.json, checked for every key, type and range; ValueError naming the file."""
     path = folder / MANIFEST
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise FileNotFoundError(
             f"{folder}: not a model bundle ({MANIFEST} is missing); notebook 04 writes one"
         )
-    manifest = read_json(path)
+    manifest = read_json(path, MAX_MANIFEST_BYTES, inside=folder)
     problems = _problems(manifest, MANIFEST_TYPES)
     if not problems:
         problems = _problems(manifest["encoder"], ENCODER_TYPES, "encoder.")
         problems += [
             f"models lists {kind!r}" for kind in manifest["models"] if kind not in KINDS
         ]
+    if not problems:
+        low, high = LIMITS["image_size"]
+        if not low <= manifest["encoder"]["image_size"] <= high:
+            problems.append(f"encoder.image_size is outside {low}..{high}")
     if problems:
         raise ValueError(
             f"{path}: not a bundle manifest of this version ({'; '.join(problems)})"
@@ -167,7 +184,7 @@ def load_bundle(
     """
     import keras
 
-    from helpers import model as _  # noqa: F401  registers the model classes
+    from helpers.model import CaptionDecoder  # registers the model classes
 
     folder = Path(folder)
     manifest = read_manifest(folder)
@@ -178,7 +195,7 @@ def load_bundle(
         )
     path = folder / f"{kind}.keras"
     for name in (path.name, *PARTS, *([TUNED] if encoder["tuned_layers"] else [])):
-        if not (folder / name).exists():
+        if not (folder / name).exists() and not (folder / name).is_symlink():
             raise FileNotFoundError(
                 f"{folder}: not a complete model bundle ({name} is missing); "
                 "notebook 04 writes one"
@@ -189,7 +206,16 @@ def load_bundle(
                 "sha256 differs from bundle.json): the parts come from different runs"
             )
     vocabulary = Vocabulary.load(folder / "vocabulary.json")
-    model = keras.saving.load_model(path, safe_mode=True)
+    try:  # safe mode: no Lambda layer or other code in the file runs
+        model = keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # a bad zip, a missing entry, an unknown class, ...
+        message = str(error).splitlines()[0][:200] if str(error) else ""
+        raise ValueError(
+            f"{path}: not a decoder this version can load "
+            f"({type(error).__name__}: {message})"
+        ) from None
+    if not isinstance(model, CaptionDecoder):
+        raise ValueError(f"{path}: holds a {type(model).__name__}, not a decoder")
     if model.vocabulary_size != len(vocabulary):
         raise ValueError(
             f"{path.name} was trained with {model.vocabulary_size} words but "

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from helpers.bundle import KINDS
+from helpers.config import MAX_BEAM
 
 
 class Captioner:
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--weights", help="the encoder's weights file, if it used one")
     args = parser.parse_args(argv)
-    if args.beam is not None and args.beam < 1:
-        parser.error("--beam must be at least 1")
+    if args.beam is not None and not 1 <= args.beam <= MAX_BEAM:
+        parser.error(f"--beam must be from 1 to {MAX_BEAM}")
     try:
         captioner = Captioner(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as error:

@@ -18,6 +18,18 @@ PROFILE_VARIABLE = "CAPTION_PROFILE"
 DEFAULT_PROFILE = "sample"
 
 
+# Bounds on the fields a saved config (a bundle's, from anyone) could make harmful:
+# a huge picture side or beam exhausts memory, NaN breaks the beam's pick.
+MAX_BEAM = 10
+LIMITS = {
+    "image_size": (32, 1024),
+    "beam_width": (1, MAX_BEAM),
+    "length_penalty": (0.0, 5.0),  # also refuses NaN and infinities
+    "feature_batch_size": (1, 4096),
+    "batch_size": (1, 65536),
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     profile: str  # name of the preset; artifacts go to artifacts/<profile>/
@@ -65,6 +77,12 @@ class Config:
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
     length_penalty: float = 1.0  # beam pick: log-probability / length ** this (0: sum)
     block_repeated_trigrams: bool = False  # no word trigram twice in one caption
+
+    def __post_init__(self):
+        for name, (low, high) in LIMITS.items():
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and low <= value <= high):
+                raise ValueError(f"{name} = {value!r} is outside {low}..{high}")
 
     def to_json(self) -> str:
         """The resolved configuration as indented JSON."""
@@ -234,7 +252,10 @@ def load_config(path: str | Path) -> Config:
             f"{path}: not a configuration of this version; "
             + "; ".join(f"{what}: {', '.join(v)}" for what, v in problems.items() if v)
         )
-    return Config(**values)
+    try:
+        return Config(**values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from None
 
 
 def _fits(value, kind) -> bool:

@@ -9,6 +9,7 @@ fall back to the picture.
 
 from __future__ import annotations
 
+import html
 import io
 from pathlib import Path
 
@@ -71,7 +72,8 @@ class Explorer:
             )
         except ValueError as problem:
             self.message.value = (
-                f"<b>{upload['name']}</b> is not a readable image ({problem})"
+                f"<b>{html.escape(upload['name'])}</b> is not a readable image "
+                f"({html.escape(str(problem))})"
             )
             return
         self.source, self.image = upload["name"], image
@@ -83,7 +85,9 @@ class Explorer:
             0
         ]
         words = self.result["words"]
-        self.message.value = f"<b>{self.source}</b>: {self.result['text']}"
+        self.message.value = (  # a file's name is the user's: escaped, never markup
+            f"<b>{html.escape(str(self.source))}</b>: {html.escape(self.result['text'])}"
+        )
         self.word.max = self.play.max = max(len(words) - 1, 0)
         self.word.value = 0
         self._draw()

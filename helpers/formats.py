@@ -13,7 +13,7 @@ import io
 import re
 from pathlib import Path
 
-from helpers.io import read_json
+from helpers.io import MAX_TEXT_BYTES, read_json, read_regular
 
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "dev", "test": "test"}
 # `<image>#<k><TAB or spaces><caption>`: Flickr8k's and Flickr30k's token files.
@@ -21,8 +21,10 @@ _TOKEN_LINE = re.compile(r"^(?P<image>[^#\s]+)#(?P<index>\d+)[\t ]+(?P<caption>.
 
 
 def read_text(path: Path) -> str:
-    """A UTF-8 text file (a leading BOM dropped); ValueError naming the file and line."""
-    raw = Path(path).read_bytes()
+    """A UTF-8 text file (a leading BOM dropped); ValueError naming the file and line.
+
+    Only a regular file of at most MAX_TEXT_BYTES is read (not a pipe or a device)."""
+    raw = read_regular(path, MAX_TEXT_BYTES)
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:

@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -46,13 +47,52 @@ def write_json_atomic(path: str | Path, obj) -> Path:
     return write_text_atomic(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
 
 
-def read_json(path: str | Path):
-    """Parse a JSON file (a BOM is allowed); ValueError naming the file and line if bad."""
+MAX_JSON_BYTES = 64 * 2**20  # an index of COCO's 123,287 pictures is about 5 MB
+MAX_TEXT_BYTES = 512 * 2**20  # caption files: Flickr30k's is 16 MB, COCO's 100 MB
+
+
+def read_regular(path: str | Path, limit: int, inside: Path | None = None) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; with `inside`, one that
+    lies in that folder (a symbolic link out of it is refused). A FIFO, a device or a
+    folder is refused before it is read, so reading never blocks or runs out of
+    memory. ValueError or FileNotFoundError naming the file."""
+    path = Path(path)
+    if inside is not None:
+        real = path.resolve()
+        if not real.is_relative_to(Path(inside).resolve()):
+            raise ValueError(f"{path}: leads out of {inside} (to {real}); refused")
     try:
-        return json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no such file") from None
+    except OSError as error:
+        raise ValueError(f"{path}: cannot be opened ({error.strerror})") from None
+    with os.fdopen(handle, "rb") as file:
+        status = os.fstat(file.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ValueError(f"{path}: not a regular file (a pipe, device or folder)")
+        if status.st_size > limit:
+            raise ValueError(
+                f"{path}: {status.st_size:,} bytes, over the {limit:,} limit"
+            )
+        data = file.read(limit + 1)
+    if len(data) > limit:  # it grew while we read it
+        raise ValueError(f"{path}: over the {limit:,} byte limit")
+    return data
+
+
+def read_json(path: str | Path, limit: int = MAX_JSON_BYTES, inside: Path | None = None):
+    """Parse a JSON file (a BOM is allowed) of at most `limit` bytes; ValueError naming
+    the file (and line) if it is not a regular file, too large, too deeply nested or
+    not valid JSON."""
+    data = read_regular(path, limit, inside)
+    try:
+        return json.loads(data.decode("utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         line = getattr(error, "lineno", 1)
         raise ValueError(f"{path}:{line}: not valid JSON ({error})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply to be ours") from None
 
 
 def _check_ours(folder: Path) -> None:

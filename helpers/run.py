@@ -87,7 +87,9 @@ def with_mathml(markdown: str) -> str:
 
     def math(match: re.Match) -> str:
         display = match[1] is not None
-        return convert((match[1] or match[2]).strip(), display="block" if display else "inline")
+        return convert(
+            (match[1] or match[2]).strip(), display="block" if display else "inline"
+        )
 
     parts = CODE.split(markdown)  # odd parts are code
     return "".join(p if i % 2 else MATH.sub(math, p) for i, p in enumerate(parts))
@@ -128,38 +130,69 @@ def export_html(notebook_path: Path) -> Path:
     return write_text_atomic(notebook_path.with_suffix(".html"), body)
 
 
+# Figure names start with their notebook's topic: the gallery follows the series.
+FIGURE_ORDER = (
+    "eda",
+    "features",
+    "tokenize",
+    "train",
+    "decode",
+    "evaluate",
+    "finetune",
+    "scst",
+)
+
+
+def figure_order(path: Path) -> tuple[int, str]:
+    topic = path.stem.split("_")[0]
+    return (FIGURE_ORDER.index(topic) if topic in FIGURE_ORDER else 99, path.stem)
+
+
+def html_table(rows: dict[str, dict], columns: list[str]) -> str:
+    """An HTML table of {run: {column: value}}; a missing value is "n/a"."""
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", *columns])
+    body = "".join(
+        f"<tr><td>{html.escape(run)}</td>"
+        + "".join(
+            f"<td>{values[c]:.3f}</td>" if c in values else "<td>n/a</td>"
+            for c in columns
+        )
+        + "</tr>"
+        for run, values in rows.items()
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def write_index(cfg: Config, executed: list[Path]) -> Path:
-    """artifacts/<profile>/index.html: the rendered notebooks and the headline table."""
+    """artifacts/<profile>/index.html: the rendered notebooks, the results of this
+    run (and, apart, the published ones) and the figures in notebook order."""
     out = artifacts_dir(cfg)
     items = "\n".join(
         f'<li><a href="executed/{p.stem}.html">{html.escape(p.stem)}</a> '
         f'(<a href="executed/{p.name}">notebook</a>)</li>'
         for p in executed
     )
-    table = "<p>No evaluation yet: run notebook 06.</p>"
+    tables = "<p>No evaluation yet: run notebook 06.</p>"
     evaluation = out / "evaluation.json"
     if evaluation.exists():
         content = json.loads(evaluation.read_text())
         columns = list(next(iter(content["table"].values())))
-        published = {  # published rows list BLEU-1..4 only
+        published = {
             run: dict(zip(columns, values))
             for run, values in content["published"].items()
         }
-        rows = {**content["table"], **published}
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["run", *columns])
-        body = "".join(
-            f"<tr><td>{html.escape(run)}</td>"
-            + "".join(
-                f"<td>{values[c]:.3f}</td>" if c in values else "<td>n/a</td>"
-                for c in columns
-            )
-            + "</tr>"
-            for run, values in rows.items()
+        tables = (
+            f"<h2>This run: the test split, {content['test_images']} pictures "
+            "(notebooks 06, 07 and 08)</h2>"
+            + html_table(content["table"], columns)
+            + "<h2>Published, for reference: Flickr8k's test split, real photographs "
+            "(BLEU only; not comparable with the generated sample)</h2>"
+            + html_table(published, columns[:4])
         )
-        table = f"<table><tr>{head}</tr>{body}</table>"
     figures = "".join(
-        f'<a href="figures/{p.name}"><img src="figures/{p.name}" alt="{p.stem}"></a>'
-        for p in sorted((out / "figures").glob("*.png"))
+        f'<figure><a href="figures/{p.name}"><img src="figures/{p.name}" '
+        f'alt="{p.stem}"></a><figcaption>{html.escape(p.stem)}</figcaption></figure>'
+        for p in sorted((out / "figures").glob("*.png"), key=figure_order)
     )
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning: {cfg.profile}</title>
@@ -167,13 +200,15 @@ def write_index(cfg: Config, executed: list[Path]) -> Path:
  body {{ font-family: sans-serif; max-width: 64rem; margin: 2rem auto; padding: 0 1rem; }}
  table {{ border-collapse: collapse; }} td, th {{ border: 1px solid #ccc; padding: 4px 8px; }}
  td {{ text-align: right; }} td:first-child {{ text-align: left; }}
- img {{ height: 160px; margin: 4px; border: 1px solid #ddd; }}
+ figure {{ display: inline-block; margin: 4px; text-align: center; }}
+ img {{ height: 160px; border: 1px solid #ddd; }}
+ figcaption {{ font-size: 0.8rem; }}
 </style></head><body>
 <h1>Image captioning, profile <code>{html.escape(cfg.profile)}</code></h1>
 <p>{html.escape(describe(cfg)).replace(chr(10), "<br>")}</p>
 <h2>The notebooks, executed</h2><ol>{items}</ol>
-<h2>Test split (notebook 06)</h2>{table}
-<h2>Figures</h2><p>{figures}</p>
+{tables}
+<h2>Figures, in notebook order</h2><div>{figures}</div>
 </body></html>
 """
     return write_text_atomic(out / "index.html", page)

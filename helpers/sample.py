@@ -126,8 +126,9 @@ def _star_points(x: float, y: float, r: float) -> list[tuple[float, float]]:
     ]
 
 
-def make_picture(rng: random.Random) -> tuple[Image.Image, list[str]]:
-    """One picture with one to three shapes, some clutter, and its five captions."""
+def make_picture(rng: random.Random) -> tuple[Image.Image, list[str], dict]:
+    """One picture with one to three shapes, some clutter, its five captions and what
+    it shows (the shapes' kinds and colours, and where the first is from the second)."""
     width, height = rng.randint(240, 320), rng.randint(220, 300)
     background = rng.choice(list(BACKGROUNDS))
     image = Image.new("RGB", (width, height), BACKGROUNDS[background])
@@ -172,7 +173,11 @@ def make_picture(rng: random.Random) -> tuple[Image.Image, list[str]]:
             things[2]["size"] = "small"
     for thing in things:
         _draw_thing(draw, thing)
-    return image, captions_for(things, relation, background, rng)
+    truth = {
+        "things": [{k: t[k] for k in ("kind", "colour", "size")} for t in things],
+        "relation": relation,
+    }
+    return image, captions_for(things, relation, background, rng), truth
 
 
 def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
@@ -183,17 +188,17 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
     """
     out = Path(out)
     marker = out / "sample.json"
-    settings = {"images": images, "seed": seed}
+    settings = {"images": images, "seed": seed, "version": 2}  # 2: with truth.json
     if marker.exists() and read_json(marker) == settings:
         return out
     with staged(out) as staging:
         (staging / "Flicker8k_Dataset").mkdir()
         (staging / "Flickr8k_text").mkdir()
         rng = random.Random(seed)
-        names, token_lines = [], []
+        names, token_lines, truths = [], [], {}
         for index in range(images):
             name = f"{index + 1:05d}_{rng.getrandbits(40):010x}.jpg"
-            picture, captions = make_picture(rng)
+            picture, captions, truths[name] = make_picture(rng)
             picture.save(staging / "Flicker8k_Dataset" / name, quality=90)
             names.append(name)
             token_lines += [
@@ -213,8 +218,75 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
             (staging / "Flickr8k_text" / file).write_text(
                 "\n".join(sorted(splits[split])) + "\n"
             )
+        (staging / TRUTH).write_text(json.dumps(truths, indent=0))
         (staging / "sample.json").write_text(json.dumps(settings))
     return out
+
+
+TRUTH = "truth.json"  # what each picture shows, beside the dataset
+# Words a caption may use for a relation, and the relation they state ("next to" and
+# "beside" only say that the shapes are side by side).
+STATED = sorted(
+    {phrase: rel for rel, phrases in PHRASES.items() for phrase in phrases}.items(),
+    key=lambda item: -len(item[0]),
+)
+SIDE_BY_SIDE = ("left of", "right of")
+
+
+def stated_relation(caption: str) -> tuple[str, str, str] | None:
+    """(first kind, relation, second kind) when a caption says where one shape is
+    from another ("a red ball to the left of a blue box"), else None."""
+    words = f" {caption.lower()} "
+    for phrase, relation in STATED:
+        if f" {phrase} " in words:
+            before, after = words.split(f" {phrase} ", 1)
+            first, second = _last_kind(before), _first_kind(after)
+            if after.startswith("it "):  # "a box with a ball above it"
+                second = _first_kind(before)
+            if first and second and phrase in ("next to", "beside"):
+                return first, "side by side", second
+            if first and second:
+                return first, relation, second
+    return None
+
+
+def _kinds_in(text: str) -> list[tuple[int, str]]:
+    found = []
+    for kind, names in SHAPES.items():
+        for name in set(names):
+            start = f" {text} ".find(f" {name} ")
+            while start >= 0:
+                found.append((start, kind))
+                start = f" {text} ".find(f" {name} ", start + 1)
+    return sorted(found)
+
+
+def _last_kind(text: str) -> str | None:
+    kinds = _kinds_in(text)
+    return kinds[-1][1] if kinds else None
+
+
+def _first_kind(text: str) -> str | None:
+    kinds = _kinds_in(text)
+    return kinds[0][1] if kinds else None
+
+
+def relation_is_wrong(caption: str, truth: dict) -> bool | None:
+    """Whether a caption states where the shapes are and gets it wrong (True), right
+    (False), or states no relation between two of the picture's shapes (None)."""
+    stated = stated_relation(caption)
+    kinds = [thing["kind"] for thing in truth["things"][:2]]
+    if (
+        stated is None
+        or truth["relation"] is None
+        or {stated[0], stated[2]} != set(kinds)
+    ):
+        return None
+    first, relation, _ = stated
+    actual = truth["relation"] if first == kinds[0] else INVERSE[truth["relation"]]
+    if relation == "side by side":
+        return actual not in SIDE_BY_SIDE
+    return relation != actual
 
 
 def main(argv: list[str] | None = None) -> int:

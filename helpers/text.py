@@ -5,13 +5,12 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
-import json
 import string
 from pathlib import Path
 
 import numpy as np
 
-from helpers.io import write_json_atomic
+from helpers.io import read_json, write_json_atomic
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _DIGITS = str.maketrans("", "", string.digits)
@@ -47,6 +46,7 @@ def words(text: str) -> list[str]:
 
 
 PAD, START, END, UNK = "<pad>", "<start>", "<end>", "<unk>"
+MAX_WORDS = 100  # the longest caption a vocabulary may allow (Flickr8k's: 38 words)
 SPECIAL = (PAD, START, END, UNK)  # always the first four words
 PAD_ID, START_ID, END_ID, UNK_ID = range(len(SPECIAL))  # so their ids are fixed
 
@@ -126,10 +126,19 @@ class Vocabulary:
             raise FileNotFoundError(
                 f"{path}: no vocabulary; notebook 03 (03_tokenize) writes it"
             )
-        content = json.loads(Path(path).read_text())
-        if tuple(content["words"][:4]) != SPECIAL:
+        content = read_json(path)
+        content = content if isinstance(content, dict) else {}
+        words, length = content.get("words"), content.get("max_length")
+        if not (
+            isinstance(words, list)
+            and all(isinstance(w, str) for w in words)
+            and tuple(words[:4]) == SPECIAL
+            and isinstance(content.get("min_count"), int)
+        ):
             raise ValueError(f"{path}: not a vocabulary file (special tokens missing)")
-        return cls(tuple(content["words"]), content["max_length"], content["min_count"])
+        if not (isinstance(length, int) and 1 <= length <= MAX_WORDS):
+            raise ValueError(f"{path}: max_length {length!r} is outside 1..{MAX_WORDS}")
+        return cls(tuple(words), length, content["min_count"])
 
 
 def coverage(vocabulary: Vocabulary, captions: list[str]) -> float:

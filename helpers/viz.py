@@ -82,18 +82,39 @@ def open_picture(
     return image.resize((size, size)) if size else image
 
 
+# A notebook column shows about 9 inches of a figure at 100 dpi: wider figures shrink,
+# and their text with them. Text is set at 10 points or more at that width.
+COLUMN_INCHES = 9.0
+
+
 def caption_grid(
-    images: list[Path], captions: list[list[str]], columns: int = 3, width: int = 42
+    images: list[Path], captions: list[list[str]], columns: int = 3, width: int = 34
 ) -> Figure:
     """Each image above its captions (the first line is e.g. the model's)."""
+    if not images:
+        figure, axis = subplots(figsize=(COLUMN_INCHES, 0.6))
+        axis.axis("off")
+        axis.text(0, 0.5, "(no pictures to show)", fontsize=10)
+        return figure
+    columns = max(1, min(columns, len(images)))  # no blank column
     rows = -(-len(images) // columns)
-    figure, axes = subplots(rows, columns, figsize=(5 * columns, 6 * rows), squeeze=False)
+    side = COLUMN_INCHES / columns
+    texts = [
+        "\n".join(textwrap.fill(line, width * columns // 3 + 8) for line in lines)
+        for lines in captions
+    ]
+    text_lines = max(t.count("\n") + 1 for t in texts)
+    figure, axes = subplots(
+        rows,
+        columns,
+        figsize=(COLUMN_INCHES, rows * (side * 0.75 + 0.19 * text_lines)),
+        squeeze=False,
+    )
     for axis in axes.flat:
         axis.axis("off")
-    for axis, path, lines in zip(axes.flat, images, captions):
+    for axis, path, text in zip(axes.flat, images, texts):
         axis.imshow(open_picture(path))
-        text = "\n".join(textwrap.fill(line, width) for line in lines)
-        axis.set_title(text, fontsize=8, loc="left")
+        axis.set_title(text, fontsize=10, loc="left")
     figure.tight_layout()
     return figure
 
@@ -176,57 +197,121 @@ def reward_curve(log: list[dict], start: float) -> Figure:
     return figure
 
 
-def attention_overlay(image: Image.Image, weights, size: int = 224) -> np.ndarray:
-    """One word's attention (grid,) upsampled to the image and smoothed, in [0, 1]."""
+def attention_overlay(weights, size: tuple[int, int]) -> np.ndarray:
+    """One word's attention (grid,) stretched over a picture of `size` (width, height)
+    and smoothed, in [0, 1] of its largest cell. The encoder saw the whole picture
+    squeezed into a square, so each cell covers the same share of the photo."""
     side = round(len(weights) ** 0.5)
     grid = np.asarray(weights, np.float32).reshape(side, side)
     grid = (grid / max(grid.max(), 1e-8) * 255).astype(np.uint8)
-    heat = Image.fromarray(grid).resize((size, size), Image.BICUBIC)
-    heat = heat.filter(ImageFilter.GaussianBlur(size / side / 2))
+    heat = Image.fromarray(grid).resize(size, Image.BICUBIC)
+    heat = heat.filter(ImageFilter.GaussianBlur(min(size) / side / 2))
     return np.asarray(heat, np.float32) / 255.0
 
 
-def _draw_attention(
-    axis, image: Image.Image, weights, title: str, **title_kwargs
-) -> None:
+def _draw_attention(axis, image: Image.Image, weights, title: str, **title_kwargs):
     axis.imshow(image)
-    axis.imshow(attention_overlay(image, weights), cmap="gray", alpha=0.6, vmin=0, vmax=1)
+    shown = axis.imshow(
+        attention_overlay(weights, image.size), cmap="magma", alpha=0.55, vmin=0, vmax=1
+    )
     axis.set_title(title, **title_kwargs)
     axis.axis("off")
+    return shown
+
+
+def _shown_picture(picture) -> Image.Image:
+    """A picture at most 320 pixels a side, its aspect ratio kept."""
+    image = open_picture(picture)
+    image.thumbnail((320, 320))
+    return image
+
+
+def _attention_bar(figure: Figure, shown, axes) -> None:
+    bar = figure.colorbar(shown, ax=axes, fraction=0.025, pad=0.01)
+    bar.set_label("attention, share of the word's largest cell", fontsize=10)
 
 
 def attention_figure(picture, words: list[str], attention, columns: int = 5) -> Figure:
     """The picture (a path or a PIL image), then one panel per word: where it looked."""
-    image = open_picture(picture, 224)
+    image = _shown_picture(picture)
     panels = len(words) + 1
+    columns = max(1, min(columns, panels))
     rows = -(-panels // columns)
+    aspect = image.height / image.width
+    width = min(COLUMN_INCHES, 1.9 * columns)
     figure, axes = subplots(
-        rows, columns, figsize=(2.6 * columns, 2.8 * rows), squeeze=False
+        rows,
+        columns,
+        figsize=(width, rows * (width / columns * aspect + 0.35)),
+        squeeze=False,
+        layout="constrained",
     )
     for axis in axes.flat:
         axis.axis("off")
     axes.flat[0].imshow(image)
-    axes.flat[0].set_title(textwrap.fill(" ".join(words), 30), fontsize=8)
+    axes.flat[0].set_title("the picture", fontsize=10)
+    shown = None
     for axis, word, weights in zip(axes.flat[1:], words, attention):
-        _draw_attention(axis, image, weights, word, fontsize=10)
-    figure.tight_layout()
+        shown = _draw_attention(axis, image, weights, word, fontsize=11)
+    if shown is not None:
+        _attention_bar(figure, shown, axes)
+        figure.suptitle(textwrap.fill(" ".join(words), 80), fontsize=11)
     return figure
 
 
 def attention_step(picture, words: list[str], attention, position: int) -> Figure:
     """One step of a caption: the words so far, and where the model looked for word
     `position` (what the explorer shows)."""
-    image = open_picture(picture, 224)
-    figure, (left, right) = subplots(1, 2, figsize=(8, 4.4))
+    image = _shown_picture(picture)
+    figure, (left, right) = subplots(
+        1, 2, figsize=(8, 4.4 * image.height / image.width + 0.8), layout="constrained"
+    )
     left.imshow(image)
     left.axis("off")
-    left.set_title("the picture")
+    left.set_title(f"word {position + 1} of {len(words)}", fontsize=11)
     shown = [
         f"[{w}]" if i == position else w for i, w in enumerate(words[: position + 1])
     ]
     title = textwrap.fill(" ".join(shown), 40)
-    _draw_attention(right, image, attention[position], title, fontsize=11)
-    figure.suptitle(f"word {position + 1} of {len(words)}", fontsize=9)
+    bar = _draw_attention(right, image, attention[position], title, fontsize=11)
+    _attention_bar(figure, bar, [left, right])
+    return figure
+
+
+def beam_figure(picture, steps: list[list[dict]], length_penalty: float = 1.0) -> Figure:
+    """Beam search on one picture: the picture, the surviving beams of each step with
+    their total log-probability, and the final choice by score / length ** penalty."""
+    image = _shown_picture(picture)
+    lines = []
+    for number, beams in enumerate(steps, start=1):
+        for rank, beam in enumerate(beams):
+            label = f"step {number:2d}" if rank == 0 else ""
+            end = " (ended)" if beam["finished"] else ""
+            lines.append(
+                f"{label:8s}{beam['score']:7.2f}  {' '.join(beam['words'])}{end}"
+            )
+    last = sorted(
+        steps[-1],
+        key=lambda b: -b["score"] / len(b["words"]) ** length_penalty,
+    )
+    lines += ["", f"the pick: total / length ** {length_penalty:g}"]
+    for rank, beam in enumerate(last):
+        score = beam["score"] / len(beam["words"]) ** length_penalty
+        mark = "  <- chosen" if rank == 0 else ""
+        lines.append(
+            f"  {beam['score']:6.2f} / {len(beam['words']):2d} ** {length_penalty:g}"
+            f" = {score:6.3f}  {' '.join(beam['words'])}{mark}"
+        )
+    figure, (left, right) = subplots(
+        1,
+        2,
+        figsize=(COLUMN_INCHES, max(3.0, 0.19 * len(lines) + 0.4)),
+        gridspec_kw={"width_ratios": [1, 2.6]},
+    )
+    left.imshow(image)
+    left.axis("off")
+    right.axis("off")
+    right.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=10)
     figure.tight_layout()
     return figure
 
@@ -237,8 +322,13 @@ def activation_maps(
     """Each picture with its title, then one map per encoder: the length of each grid
     cell's feature vector (brighter: more is going on there), with a colour bar."""
     columns = 1 + len(maps)
+    side = COLUMN_INCHES / columns
     figure, axes = subplots(
-        len(pictures), columns, figsize=(3 * columns, 3.2 * len(pictures)), squeeze=False
+        len(pictures),
+        columns,
+        figsize=(COLUMN_INCHES, (side + 0.5) * len(pictures)),
+        squeeze=False,
+        layout="constrained",
     )
     for row, (picture, title) in enumerate(zip(pictures, titles)):
         axes[row, 0].imshow(picture)
@@ -249,7 +339,6 @@ def activation_maps(
             figure.colorbar(shown, ax=axes[row, column], fraction=0.046, pad=0.04)
         for axis in axes[row]:
             axis.axis("off")
-    figure.tight_layout()
     return figure
 
 

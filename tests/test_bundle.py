@@ -1,7 +1,12 @@
 """The model bundle: complete, consistent, and refused when its parts do not match."""
 
 import json
+import math
+import os
+import re
 import shutil
+import threading
+import zipfile
 
 import pytest
 
@@ -135,3 +140,151 @@ def test_a_config_with_an_unknown_field_gets_one_clear_message(tiny_bundle, tmp_
         bundle.load_bundle(folder)
     picture = next(iter(tiny_bundle[1].image_paths.values()))
     assert caption.main([str(picture), "--model", str(folder)]) == 2
+
+
+def refused(folder, capsys, picture) -> str:
+    """Run the caption command on a bundle that must be refused within 10 s, in one
+    line (no traceback) with exit 2; return that line."""
+    from helpers import caption
+
+    result = {}
+    worker = threading.Thread(
+        target=lambda: result.update(
+            code=caption.main([str(picture), "--model", str(folder)])
+        ),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=10)
+    assert not worker.is_alive(), "the command hung"
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if not line.startswith("note:")]
+    assert result["code"] == 2 and len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def edit_json(folder, name, change):
+    """Edit one JSON file of a bundle and record its new sha256, as a careful forger
+    would: the file then passes the hash check and must be refused on its content."""
+    path = folder / name
+    content = json.loads(path.read_text())
+    change(content)
+    path.write_text(json.dumps(content))
+    if name != "bundle.json":
+        manifest = json.loads((folder / "bundle.json").read_text())
+        manifest["files"][name] = bundle._sha256(path)
+        (folder / "bundle.json").write_text(json.dumps(manifest))
+
+
+def rezip(folder, name, change):
+    """Rewrite a .keras file (a zip) with its members changed, and its sha256."""
+    path = folder / name
+    with zipfile.ZipFile(path) as archive:
+        members = {m: archive.read(m) for m in archive.namelist()}
+    change(members)
+    with zipfile.ZipFile(path, "w") as archive:
+        for member, data in members.items():
+            archive.writestr(member, data)
+    edit_json(
+        folder, "bundle.json", lambda m: m["files"].update({name: bundle._sha256(path)})
+    )
+
+
+def unregistered(members):
+    config = json.loads(members["config.json"])
+    config["class_name"], config["registered_name"] = "Nope", "captioning>Nope"
+    members["config.json"] = json.dumps(config).encode()
+
+
+CASES = {
+    "another encoder's grid": (
+        lambda f: edit_json(
+            f,
+            "bundle.json",
+            lambda m: m["encoder"].update(encoder="resnet50", layer="conv5_block3_out"),
+        ),
+        r"bundle.json: its encoder \(resnet50 at 32 px\) gives 1x2048 features, but "
+        r"the decoder reads 4x512",
+    ),
+    "another picture size": (
+        lambda f: edit_json(
+            f, "bundle.json", lambda m: m["encoder"].update(image_size=64)
+        ),
+        r"gives 16x512 features, but the decoder reads 4x512",
+    ),
+    "a huge picture size": (
+        lambda f: edit_json(
+            f, "bundle.json", lambda m: m["encoder"].update(image_size=10**6)
+        ),
+        r"bundle.json: not a bundle manifest .*image_size is outside 32..1024",
+    ),
+    "beam width 0": (
+        lambda f: edit_json(f, "config.json", lambda c: c.update(beam_width=0)),
+        r"config.json: beam_width = 0 is outside 1..10",
+    ),
+    "a negative beam width": (
+        lambda f: edit_json(f, "config.json", lambda c: c.update(beam_width=-3)),
+        r"config.json: beam_width = -3 is outside",
+    ),
+    "a huge beam width": (
+        lambda f: edit_json(f, "config.json", lambda c: c.update(beam_width=10**6)),
+        r"config.json: beam_width = 1000000 is outside",
+    ),
+    "length penalty NaN": (
+        lambda f: edit_json(
+            f, "config.json", lambda c: c.update(length_penalty=math.nan)
+        ),
+        r"config.json: length_penalty = nan is outside",
+    ),
+    "a huge max_length": (
+        lambda f: edit_json(f, "vocabulary.json", lambda v: v.update(max_length=10**7)),
+        r"vocabulary.json: max_length 10000000 is outside 1..100",
+    ),
+    "a .keras without config.json": (
+        lambda f: rezip(f, "attention.keras", lambda m: m.pop("config.json")),
+        r"attention.keras: not a decoder this version can load",
+    ),
+    "a .keras naming an unregistered class": (
+        lambda f: rezip(f, "attention.keras", unregistered),
+        r"attention.keras: not a decoder this version can load",
+    ),
+    "bundle.json a link to /dev/zero": (
+        lambda f: (
+            (f / "bundle.json").unlink(),
+            (f / "bundle.json").symlink_to("/dev/zero"),
+        ),
+        r"bundle.json: leads out of",
+    ),
+    "bundle.json a FIFO": (
+        lambda f: ((f / "bundle.json").unlink(), os.mkfifo(f / "bundle.json")),
+        r"bundle.json: not a regular file",
+    ),
+    "vocabulary.json a FIFO": (
+        lambda f: ((f / "vocabulary.json").unlink(), os.mkfifo(f / "vocabulary.json")),
+        r"vocabulary.json: not a regular file",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_a_bundle_whose_parts_do_not_fit_is_refused_in_one_line(
+    case, tiny_bundle, tmp_path, capsys
+):
+    folder = copy(tiny_bundle[0], tmp_path)
+    damage, message = CASES[case]
+    damage(folder)
+    picture = next(iter(tiny_bundle[1].image_paths.values()))
+    line = refused(folder, capsys, picture)
+    assert line.startswith("error: ") and re.search(message, line), line
+
+
+def test_the_web_page_refuses_such_a_bundle_at_start_up_in_one_line(
+    tiny_bundle, tmp_path, capsys
+):
+    from helpers import app
+
+    folder = copy(tiny_bundle[0], tmp_path)
+    edit_json(folder, "config.json", lambda c: c.update(beam_width=0))
+    assert app.main(["--model", str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "config.json: beam_width = 0 is outside" in err

@@ -45,7 +45,7 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
 
 
 # A measured result written into prose: 0.334, 1.616, 0.22 (drifts from the run beside it).
-DECIMAL = re.compile(r"(?<![\w.])\d\.\d{2,}(?![\w.])")
+DECIMAL = re.compile(r"(?<![\w.])\d\.\d{2,}(?!\w|\.\d)")
 
 
 def prose_decimals(markdown: str) -> list[str]:
@@ -175,6 +175,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     (out / "evaluation.json").write_text(
         json.dumps(
             {
+                "test_images": 50,
                 "table": {
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
@@ -185,8 +186,42 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
     assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
     assert "NOT comparable with Flickr8k" in page
-    published = page.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
-    assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in published
+    this_run, published = page.split("Published, for reference")
+    assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
+    row = published.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
+    assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in row
+
+
+def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_markdown_cell(
+                "The score $e_{t,i} = w^\\top a_i$ and $$\\alpha = \\frac{1}{L}$$, "
+                "but `$HOME` stays code."
+            ),
+            nbformat.v4.new_code_cell(
+                outputs=[
+                    nbformat.v4.new_output(
+                        "display_data",
+                        data={
+                            "application/vnd.jupyter.widget-view+json": {"model_id": "x"},
+                            "text/plain": "features:   0%|          | 0/800",
+                        },
+                    ),
+                    nbformat.v4.new_output("stream", text="800 images in 12 s\n"),
+                ]
+            ),
+        ]
+    )
+    path = tmp_path / "n.ipynb"
+    nbformat.write(notebook, path)
+    page = run.export_html(path).read_text()
+    assert "<math" in page and 'display="block"' in page and "$HOME" in page
+    assert not re.search(r"<script[^>]+src=", page), "no script is fetched"
+    assert "mathjax" not in page.lower() and "0%|" not in page
+    assert "800 images in 12 s" in page
 
 
 def uploaded(name: str, content: bytes) -> dict:
@@ -222,9 +257,14 @@ def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle
     explorer.upload.value = (uploaded("notes.txt", b"not an image"),)
     assert "not a readable image" in explorer.message.value and explorer.result is greedy
     picture = dataset.image_paths[test[-1]].read_bytes()
+    hostile = "<img src=x onerror=alert(1)>.jpg"
+    explorer.upload.value = (uploaded(hostile, b"not an image"),)
+    assert "<img" not in explorer.message.value and "&lt;img" in explorer.message.value
+    explorer.upload.value = (uploaded(hostile, picture),)
+    assert explorer.source == hostile and "<img" not in explorer.message.value
     explorer.upload.value = (uploaded("mine.jpg", picture),)
     assert explorer.source == "mine.jpg" and explorer.result is not greedy
-    assert len(explorer.step_figure(0).axes) == 2
+    assert len(explorer.step_figure(0).axes) == 3  # the picture, attention, colour bar
 
 
 def test_the_encoder_notebooks_run_with_efficientnet_lite0_and_its_imagenet_weights(

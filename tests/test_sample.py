@@ -1,4 +1,5 @@
 import hashlib
+import json
 
 from helpers import data, sample
 
@@ -52,3 +53,38 @@ def test_regenerates_only_when_settings_change(tmp_path):
     assert (folder / "sample.json").stat().st_mtime_ns == stamp
     sample.write_sample(folder, 12, seed=3)
     assert len(list((folder / "Flicker8k_Dataset").iterdir())) == 12
+
+
+def test_the_relation_check_agrees_with_every_generated_caption(tmp_path):
+    """The generator's own captions state where the shapes are, always correctly: the
+    check must judge every one of them right, and their mirror images wrong."""
+    folder = sample.write_sample(tmp_path / "s", 60, seed=2)
+    truth = json.loads((folder / sample.TRUTH).read_text())
+    dataset = data.load_dataset(folder)
+    judged = [
+        (caption, sample.relation_is_wrong(caption, truth[name]))
+        for name, captions in dataset.captions.items()
+        for caption in captions
+    ]
+    stated = [caption for caption, wrong in judged if wrong is not None]
+    assert len(stated) > 60 and not [c for c, wrong in judged if wrong], judged
+    mirrored = {"left of": "right of", "right of": "left of", "above": "below"}
+    for caption in stated:
+        for phrase, opposite in mirrored.items():
+            if f" {phrase} " in caption.lower() and "next to" not in caption.lower():
+                flipped = caption.lower().replace(f" {phrase} ", f" {opposite} ", 1)
+                name = next(n for n, cs in dataset.captions.items() if caption in cs)
+                assert sample.relation_is_wrong(flipped, truth[name]), flipped
+                break
+
+
+def test_a_stated_relation_is_read_from_either_side():
+    truth = {
+        "things": [{"kind": "triangle"}, {"kind": "star"}],
+        "relation": "right of",  # the triangle is to the right of the star
+    }
+    assert sample.relation_is_wrong("a black triangle to the left of a star", truth)
+    assert not sample.relation_is_wrong("a purple star to the left of a triangle", truth)
+    assert not sample.relation_is_wrong("a triangle beside a star", truth)
+    assert sample.relation_is_wrong("a star with a triangle below it", truth)
+    assert sample.relation_is_wrong("two shapes: a triangle and a star", truth) is None
