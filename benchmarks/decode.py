@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from helpers import bundle, features, paths
+from helpers import bundle, cache, paths
 from helpers.config import get_config
 from helpers.decode import Decoder
 
@@ -55,7 +55,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
-    array, index = features.load_features(out / "features")
+    array, index = cache.load_features(out / "features")
     trained = bundle.load_bundle(out / "bundle", "attention")
     decoder = Decoder(trained.model, trained.vocabulary)
     batch = np.asarray(array[: args.images], np.float32)

@@ -21,21 +21,15 @@ import numpy as np
 RUN = """
 import sys, time
 import numpy as np
-from helpers import data, devices, features, paths, train
+from helpers import data, devices, paths, train
 from helpers.config import get_config
-from helpers.text import Vocabulary
+from helpers.corpus import Corpus
 profile, kind, epochs, deterministic, out = sys.argv[1:]
 cfg = get_config(profile, deterministic=deterministic == "1")
 devices.prepare(cfg)
-artifacts = paths.artifacts_dir(cfg)
-dataset = data.load_profile_dataset(cfg)
-array, index = features.load_features(artifacts / "features")
-vocabulary = Vocabulary.load(artifacts / "vocabulary.json")
+corpus = Corpus.load(paths.artifacts_dir(cfg), data.load_profile_dataset(cfg))
 start = time.perf_counter()
-model, log = train.train(
-    kind, cfg, array, index["names"], dataset.captions, dataset.splits, vocabulary,
-    out, epochs=int(epochs), verbose=0,
-)
+model, log = train.train(corpus, cfg, kind, out, epochs=int(epochs))
 seconds = (time.perf_counter() - start) / len(log)
 np.savez(out + ".npz", *model.get_weights(), seconds=seconds)
 """

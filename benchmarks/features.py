@@ -17,7 +17,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
-from helpers import features, sample
+from helpers import encoders, features, sample
 
 
 def count_macs(model) -> int:
@@ -47,7 +47,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = sample.write_sample(Path(tmp) / "data", n, seed=11)
         paths = {p.name: p for p in sorted((folder / "Flicker8k_Dataset").iterdir())}
-        model = features.build_encoder("vgg16", None, 224)
+        model = encoders.build_encoder("vgg16", None, 224)
         images = tf.random.uniform((batch, 224, 224, 3), -120, 120)
         model.predict_on_batch(images)  # trace and warm up once, for both
         start = time.perf_counter()

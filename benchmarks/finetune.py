@@ -19,7 +19,8 @@ import time
 import keras
 import numpy as np
 
-from helpers import data, features, finetune, train
+from helpers import corpus as corpora
+from helpers import data, encoders, finetune, train
 from helpers import model as models
 from helpers.config import get_config
 
@@ -61,7 +62,7 @@ def main() -> None:
     images = max(1, cfg.batch_size // PER_IMAGE)  # pictures per step, ours
     tokens = rng.integers(4, VOCABULARY, (images, PER_IMAGE, WORDS + 2)).astype(np.int32)
 
-    encoder = features.build_encoder("vgg16", None, 224)
+    encoder = encoders.build_encoder("vgg16", None, 224)
     frozen = keras.Model(encoder.input, encoder.get_layer("block4_pool").output)
     pictures = rng.uniform(-100, 100, (images, 224, 224, 3)).astype(np.float32)
     cache = frozen.predict_on_batch(pictures).reshape(images, 196, 512)
@@ -72,14 +73,14 @@ def main() -> None:
             "attention", cfg, VOCABULARY, (196, 512), np.zeros(512), np.ones(512)
         )
 
-    ours = finetune.FineTuner(features.tuned_part(encoder, "vgg16"), decoder())
-    (inputs, words), targets, weights = train.teacher_forcing(cache, tokens)
+    ours = finetune.FineTuner(encoders.tuned_part(encoder, "vgg16"), decoder())
+    (inputs, words), targets, weights = corpora.teacher_forcing(cache, tokens)
     step_ours = seconds_per_step(ours, (inputs, words), targets, weights, args.steps)
 
     naive = Naive(encoder, decoder())  # block5 trainable, the rest frozen
     flat = tokens.reshape(-1, WORDS + 2)  # the same captions, one picture each
     repeated = np.repeat(pictures, PER_IMAGE, axis=0)
-    (inputs, words), targets, weights = train.teacher_forcing(repeated, flat)
+    (inputs, words), targets, weights = corpora.teacher_forcing(repeated, flat)
     step_naive = seconds_per_step(naive, (inputs, words), targets, weights, args.steps)
 
     steps = int(np.ceil(train_images / images))

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from helpers import paths
+from helpers.files import write_json_atomic
+
 IMAGES, TRAIN_IMAGES, DEV_IMAGES, TEST_IMAGES = 8091, 6000, 1000, 1000
 CAPTIONS_PER_IMAGE = 5
 VOCABULARY, MAX_LENGTH = 2540, 38
@@ -86,8 +89,8 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
     import keras
     import numpy as np
 
-    from helpers import features as encoders
-    from helpers import finetune, scst, train
+    from helpers import corpus as corpora
+    from helpers import encoders, finetune, scst, train
     from helpers import model as models
     from helpers.config import get_config
     from helpers.decode import Decoder
@@ -98,7 +101,7 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
     _, height, width, dim = encoder.output_shape
     grid = height * width
     array, rows, tokens = synthetic(folder, grid, dim, cfg.max_length_percentile)
-    data = iter(train.make_dataset(array, rows, tokens, cfg.batch_size, shuffle=True))
+    data = iter(corpora.make_dataset(array, rows, tokens, cfg.batch_size, shuffle=True))
     steps_per_epoch = int(np.ceil(len(rows) / cfg.batch_size))
     dev_steps = np.ceil(DEV_IMAGES * CAPTIONS_PER_IMAGE / cfg.batch_size)
     result = {
@@ -149,7 +152,7 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
     cache = np.abs(np.random.default_rng(1).normal(size=(pictures, *frozen_shape)))
     cache = cache.reshape(pictures, -1, frozen_shape[-1]).astype(np.float32)
     grouped = tokens[: pictures * CAPTIONS_PER_IMAGE].reshape(pictures, 5, -1)
-    batch = train.teacher_forcing(cache, grouped)
+    batch = corpora.teacher_forcing(cache, grouped)
     tune_s = timed(lambda: tuner.train_on_batch(*batch), steps)
     result["finetune_epoch_s"] = tune_s * np.ceil(TRAIN_IMAGES / pictures) + (
         tune_s / 3 * np.ceil(DEV_IMAGES / pictures)  # a forward pass: about a third
@@ -218,6 +221,7 @@ def main() -> None:
         "+ training + fine-tuning + self-critical + decoding = total |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|")
+    measured = []
     with tempfile.TemporaryDirectory() as folder:
         for profile in args.profiles:
             command = [
@@ -233,6 +237,7 @@ def main() -> None:
             output = subprocess.run(command, capture_output=True, text=True, check=True)
             r = json.loads(output.stdout.strip().splitlines()[-1])
             m = projected_minutes(r)
+            measured.append({**r, "grid": f"{r['encoder']} {r['grid']}", "minutes": m})
             print(
                 f"| {profile} | {r['encoder']} {r['grid']} | {r['units']} | {r['words']} "
                 f"| {r['attention_epoch_s']:.0f}, {r['merge_epoch_s']:.0f}, "
@@ -244,6 +249,12 @@ def main() -> None:
                 + f" = **{m['total']:.0f}** |",
                 flush=True,
             )
+    stages = [k.replace("-", " ") for k in measured[0]["minutes"] if k != "total"]
+    path = write_json_atomic(
+        paths.ARTIFACTS / "benchmarks" / "flickr8k_scale.json",
+        {"stages": stages, "profiles": measured},
+    )
+    print(f"{path} (python -m helpers.report --collect puts it in docs/results/)")
 
 
 if __name__ == "__main__":

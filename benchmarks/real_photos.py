@@ -28,11 +28,12 @@ import random
 import time
 from pathlib import Path
 
-from helpers import data, features, metrics, paths, scst, train
+from helpers import cache, data, encoders, features, metrics, paths, scst, train
 from helpers.config import get_config
+from helpers.corpus import Corpus
 from helpers.decode import Decoder
+from helpers.files import write_json_atomic
 from helpers.formats import read_split_file
-from helpers.io import write_json_atomic
 from helpers.text import Vocabulary
 
 COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l"]
@@ -77,9 +78,9 @@ def main() -> int:
     dataset = data.load_dataset(args.data_dir, cfg.seed)
     split = official_splits(dataset, cfg.seed)
     splits = {"train": split["train"], "dev": split["val"]}  # what training sees
-    layer = args.layer or features.ENCODERS[cfg.encoder].layer
+    layer = args.layer or encoders.ENCODERS[cfg.encoder].layer
     out = args.out / layer
-    index = features.extract(
+    features.extract(
         dataset.image_paths,
         out / "features",
         encoder=cfg.encoder,
@@ -89,7 +90,7 @@ def main() -> int:
         seed=cfg.seed,
         layer=layer,
     )
-    array, index = features.load_features(out / "features")
+    array, index = cache.load_features(out / "features")
     names = index["names"]
     vocabulary = Vocabulary.fit(
         [c for n in split["train"] for c in dataset.captions[n]],
@@ -102,6 +103,7 @@ def main() -> int:
         f"{tuple(array.shape)} ({layer}); vocabulary {len(vocabulary)} words, "
         f"{vocabulary.max_length} at most"
     )
+    corpus = Corpus(array, index, dataset.captions, splits, vocabulary)
     references = {n: dataset.captions[n] for n in split["dev"]}
     table, captions = {}, {}
 
@@ -122,16 +124,7 @@ def main() -> int:
         ("shuffled", "attention", True),
     ):
         runs[run], log = train.train(
-            kind,
-            cfg,
-            array,
-            names,
-            dataset.captions,
-            splits,
-            vocabulary,
-            out / "train" / run,
-            shuffle_features=shuffled,
-            verbose=0,
+            corpus, cfg, kind, out / "train" / run, shuffle_features=shuffled
         )
         print(
             f"{run}: {len(log)} epochs, best val loss {min(r['val_loss'] for r in log):.3f}"
@@ -150,14 +143,9 @@ def main() -> int:
     for seed in args.seeds:
         model, log = scst.train_scst(
             runs["attention"],
+            corpus,
             dataclasses.replace(cfg, seed=seed),
-            array,
-            names,
-            dataset.captions,
-            splits,
-            vocabulary,
             out / "scst" / str(seed),
-            verbose=0,
         )
         print(f"SCST seed {seed}: {len(log)} epochs")
         score(f"attention + SCST (seed {seed})", model.decoder)

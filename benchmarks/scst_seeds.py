@@ -17,8 +17,9 @@ import dataclasses
 
 import numpy as np
 
-from helpers import bundle, data, features, metrics, paths, scst
+from helpers import bundle, data, metrics, paths, scst
 from helpers.config import get_config
+from helpers.corpus import Corpus
 from helpers.decode import Decoder
 
 
@@ -30,7 +31,8 @@ def main() -> int:
     cfg = get_config(args.profile)
     out = paths.artifacts_dir(cfg)
     dataset = data.load_profile_dataset(cfg)
-    array, index = features.load_features(out / "features")
+    corpus = Corpus.load(out, dataset)
+    array, index = corpus.features, corpus.index
     cross_entropy = bundle.load_bundle(
         out / "bundle", "attention", bundle.encoder_identity(index)
     )
@@ -63,14 +65,9 @@ def main() -> int:
     for seed in args.seeds:
         model, _ = scst.train_scst(
             cross_entropy.model,
+            corpus,
             dataclasses.replace(cfg, seed=seed),
-            array,
-            index["names"],
-            dataset.captions,
-            dataset.splits,
-            vocabulary,
             out / "scst" if seed == cfg.seed else out / "scst-seeds" / str(seed),
-            verbose=0,
         )
         result = scores(model.decoder)
         gains.append(result["test"][0] / base["test"][0] - 1)

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from helpers import bundle, features, paths
+from helpers import bundle, cache, paths
 from helpers.config import get_config
 from helpers.decode import repeat_state
 
@@ -30,7 +30,7 @@ def main() -> int:
     args = parser.parse_args()
     cfg = get_config(args.profile)
     out = paths.artifacts_dir(cfg)
-    array, index = features.load_features(out / "features")
+    array, index = cache.load_features(out / "features")
     decoder = bundle.load_bundle(
         out / "bundle", "attention", bundle.encoder_identity(index)
     ).model

@@ -16,6 +16,7 @@ import time
 import keras
 import numpy as np
 
+from helpers import corpus as corpora
 from helpers import devices, train
 from helpers import model as models
 from helpers.config import get_config
@@ -29,7 +30,7 @@ def steps_per_second(cfg, jit_compile: bool, steps: int) -> float:
     rng = np.random.default_rng(0)
     features = rng.random((cfg.batch_size, GRID, DIM), np.float32)
     tokens = rng.integers(4, VOCABULARY, (cfg.batch_size, WORDS + 2)).astype(np.int32)
-    inputs, targets, weights = train.teacher_forcing(features, tokens)
+    inputs, targets, weights = corpora.teacher_forcing(features, tokens)
     keras.utils.set_random_seed(0)
     model = models.build(
         "attention", cfg, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM)

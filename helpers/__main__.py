@@ -13,6 +13,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("caption", "serve"):
         print(USAGE, file=sys.stderr)
         return 2
+    # Imported here, not at the top: the usage above is printed without TensorFlow.
     if argv[0] == "caption":
         from helpers.caption import main as command
     else:

@@ -22,16 +22,15 @@ import io
 import sys
 import threading
 
+import matplotlib
 from flask import Flask, jsonify, request
 from PIL import Image
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.serving import WSGIRequestHandler
 
-from helpers.bundle import KINDS
-
-LABELS = {  # the page's names for the decoder kinds of a bundle
-    "scst": "attention, self-critical (CIDEr-D)",
-    "attention": "attention, cross-entropy",
-    "merge": "merge, no attention",
-}
+from helpers import images, maps, viz
+from helpers.caption import captioners
+from helpers.model import KINDS
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
@@ -65,146 +64,157 @@ BUSY = "The captioner is busy with other pictures; try again in a moment."
 # own thread), and how long a request waits for its turn before "busy" (HTTP 503).
 CONCURRENT_CAPTIONS = 2
 WAIT_SECONDS = 30
+# A connection that sends nothing for this long is closed, so slow clients cannot hold
+# the server's threads.
+CONNECTION_TIMEOUT_SECONDS = 20
+
+
+class CaptionPage:
+    """The page and the API around `helpers.caption.Captioner`s of one bundle, one
+    per decoder kind (`helpers.caption.captioners`); the first is the default."""
+
+    def __init__(self, captioners: list, max_upload_mb: float, concurrent: int):
+        self.by_kind = {c.kind: c for c in captioners}
+        self.captioner = captioners[0]  # the bundle's encoder, config and note
+        self.limit_mb, self.turns = max_upload_mb, threading.BoundedSemaphore(concurrent)
+        # Greedy and two beam widths, with the bundle's own beam width by default.
+        self.default = self.captioner.bundle.config.beam_width
+        self.widths = sorted({1, 3, 5, self.default})
+
+    def page(self, result: str = "", status: int = 200, kind=None, beam=None):
+        """The page; its menus keep the decoder and beam width last chosen."""
+        encoder, note = self.captioner.bundle.encoder, self.captioner.note
+        tuned = ", fine-tuned" if encoder["tuned_layers"] else ""
+        body = PAGE.format(
+            models=menu(
+                "model",
+                {k: KINDS[k].label for k in self.by_kind},
+                kind or self.captioner.kind,
+            ),
+            widths=menu(
+                "decoding",
+                {k: "greedy" if k == 1 else f"beam search, k = {k}" for k in self.widths},
+                beam or self.default,
+            ),
+            encoder=html.escape(
+                f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} "
+                f"weights{tuned})"
+            ),
+            note=f'<p class="note" id="note">{html.escape(note)}</p>' if note else "",
+            limit=f"{self.limit_mb:g}",
+            result=result,
+        )
+        return body, status, {"Content-Type": "text/html; charset=utf-8"}
+
+    def error_page(self, message: str, status: int):
+        return self.page(
+            f'<p class="error" id="error">{html.escape(message)}</p>', status
+        )
+
+    def choices(self) -> tuple[str, int]:
+        """The decoder kind and beam width the form asks for; ValueError if neither
+        is one the page offers."""
+        try:
+            beam = int(request.form.get("decoding", self.default))
+        except ValueError:
+            beam = None
+        if beam not in self.widths:
+            raise ValueError(f"decoding must be one of {self.widths}")
+        kind = request.form.get("model", self.captioner.kind)
+        if kind not in self.by_kind:
+            raise ValueError(f"model must be one of {list(self.by_kind)}")
+        return kind, beam
+
+    def caption_upload(self):
+        """(result, picture, file name, kind, beam) of the uploaded file; ValueError
+        for a bad request, Busy when no turn comes free."""
+        upload = request.files.get("image")
+        if upload is None:
+            raise ValueError("no file was uploaded (the form field is 'image')")
+        name = upload.filename or "the uploaded file"
+        kind, beam = self.choices()
+        if not self.turns.acquire(timeout=WAIT_SECONDS):
+            raise Busy()
+        try:
+            try:
+                picture = images.load_image(
+                    io.BytesIO(upload.read()), self.captioner.image_size
+                )
+            except ValueError as problem:
+                raise ValueError(
+                    f"{name} is not an image we can read: {problem}"
+                ) from None
+            result = self.by_kind[kind].caption_pictures([picture], beam)[0]
+        finally:
+            self.turns.release()
+        return result, picture, name, kind, beam
+
+    def result_html(self, result: dict, picture, name: str, kind: str) -> str:
+        """The caption and its attention figure (a merge decoder: the picture alone)."""
+        image = Image.fromarray(picture)
+        if result["attention"].any():
+            figure = maps.attention_figure(image, result["words"], result["attention"])
+            shown = 'id="attention" alt="attention for each word"'
+        else:
+            figure = maps.attention_figure(image, [], [], columns=1)
+            shown = 'id="picture" alt="the picture"'
+        png = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
+        return (
+            f"<p>{html.escape(name)}, {KINDS[kind].label} decoder:</p>"
+            f'<p class="caption" id="caption">{html.escape(result["text"])}</p>'
+            f'<img {shown} src="data:image/png;base64,{png}">'
+        )
+
+    def form(self):
+        try:
+            result, picture, name, kind, beam = self.caption_upload()
+        except ValueError as problem:
+            return self.error_page(str(problem), 400)
+        except Busy:
+            return self.error_page(BUSY, 503)
+        return self.page(self.result_html(result, picture, name, kind), 200, kind, beam)
+
+    def api(self):
+        try:
+            result, _, name, kind, _ = self.caption_upload()
+        except ValueError as problem:
+            return jsonify(error=str(problem)), 400
+        except Busy:
+            return jsonify(error=BUSY), 503
+        words = {"words": result["words"], "attention": result["attention"].tolist()}
+        return jsonify(
+            image=name, model=kind, caption=result["text"], score=result["score"], **words
+        )
+
+    def too_large(self, _: RequestEntityTooLarge):
+        """413, as a page or as JSON, saying which limit the upload passed."""
+        limit = int(self.limit_mb * 2**20)
+        if (request.content_length or 0) > limit:
+            message = f"The upload is larger than the {self.limit_mb:g} MB upload limit."
+        else:
+            message = "The upload has more form parts or fields than a picture needs."
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 413
+        return self.error_page(message, 413)
 
 
 def create_app(
     captioners: list, max_upload_mb: float = 8.0, concurrent: int = CONCURRENT_CAPTIONS
 ) -> Flask:
-    """The Flask app around `helpers.caption.Captioner`s of one bundle, one per decoder
-    kind (`helpers.caption.captioners`); the first is the page's default.
+    """The Flask app of a `CaptionPage`.
 
     Uploads are checked in layers: Flask refuses a body over the size limit (413),
-    `features.load_image` refuses formats we do not list and pictures over its pixel
+    `images.load_image` refuses formats we do not list and pictures over its pixel
     limit (400), and at most `concurrent` uploads are decoded and captioned at once
     (503 after WAIT_SECONDS), so memory stays bounded whatever people send.
     """
-    from helpers import features, viz
-
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = int(max_upload_mb * 2**20)
-    turns = threading.BoundedSemaphore(concurrent)
-    by_kind = {c.kind: c for c in captioners}
-    captioner = captioners[0]  # the bundle's encoder, config and note are theirs
-    encoder = captioner.bundle.encoder
-    description = (
-        f"{encoder['encoder']} {encoder['layer']} ({encoder['weights']} weights"
-        f"{', fine-tuned' if encoder['tuned_layers'] else ''})"
-    )
-
-    note = (
-        f'<p class="note" id="note">{html.escape(captioner.note)}</p>'
-        if captioner.note
-        else ""
-    )
-
-    # Greedy and two beam widths, with the bundle's own beam width chosen by default.
-    default = captioner.bundle.config.beam_width
-    widths = sorted({1, 3, 5, default})
-
-    def page(result="", status=200, kind=captioner.kind, beam=default):
-        """The page; its menus keep the decoder and beam width last chosen."""
-        body = PAGE.format(
-            models=menu("model", {k: LABELS[k] for k in by_kind}, kind),
-            widths=menu(
-                "decoding",
-                {k: "greedy" if k == 1 else f"beam search, k = {k}" for k in widths},
-                beam,
-            ),
-            encoder=html.escape(description),
-            note=note,
-            limit=f"{max_upload_mb:g}",
-            result=result,
-        )
-        return body, status, {"Content-Type": "text/html; charset=utf-8"}
-
-    def error(message: str, status: int):
-        return page(f'<p class="error" id="error">{html.escape(message)}</p>', status)
-
-    def caption_upload():
-        """(result dict, picture, file name, (decoder kind, beam width)) for the
-        uploaded file, or raise ValueError."""
-        upload = request.files.get("image")
-        if upload is None or not upload.filename:
-            raise ValueError("no file was uploaded")
-        try:
-            beam = int(request.form.get("decoding", default))
-        except ValueError:
-            beam = None
-        if beam not in widths:
-            raise ValueError(f"decoding must be one of {widths}")
-        kind = request.form.get("model", captioner.kind)
-        if kind not in by_kind:
-            raise ValueError(f"model must be one of {list(by_kind)}")
-        if not turns.acquire(timeout=WAIT_SECONDS):
-            raise Busy()
-        try:
-            picture = decode(upload)
-            result = by_kind[kind].caption_pictures([picture], beam)[0]
-        finally:
-            turns.release()
-        return result, picture, upload.filename, (kind, beam)
-
-    def decode(upload):
-        try:
-            return features.load_image(io.BytesIO(upload.read()), captioner.image_size)
-        except ValueError as problem:
-            raise ValueError(
-                f"{upload.filename} is not an image we can read: {problem}"
-            ) from None
-
-    @app.get("/")
-    def index():
-        return page()
-
-    @app.post("/")
-    def caption():
-        try:
-            result, picture, name, (kind, beam) = caption_upload()
-        except ValueError as problem:
-            return error(str(problem), 400)
-        except Busy:
-            return error(BUSY, 503)
-        if result["attention"].any():
-            figure = viz.attention_figure(
-                Image.fromarray(picture), result["words"], result["attention"]
-            )
-            shown = 'id="attention" alt="attention for each word"'
-        else:  # a merge decoder: no attention to show, the picture alone
-            figure = viz.attention_figure(Image.fromarray(picture), [], [], columns=1)
-            shown = 'id="picture" alt="the picture"'
-        image = base64.b64encode(viz.figure_png(figure, dpi=80)).decode()
-        return page(
-            f"<p>{html.escape(name)}, {LABELS[kind]} decoder:</p>"
-            f'<p class="caption" id="caption">'
-            f"{html.escape(result['text'])}</p>"
-            f'<img {shown} src="data:image/png;base64,{image}">',
-            kind=kind,
-            beam=beam,
-        )
-
-    @app.post("/api/caption")
-    def api():
-        try:
-            result, _, name, (kind, _) = caption_upload()
-        except ValueError as problem:
-            return jsonify(error=str(problem)), 400
-        except Busy:
-            return jsonify(error=BUSY), 503
-        return jsonify(
-            image=name,
-            model=kind,
-            caption=result["text"],
-            words=result["words"],
-            score=result["score"],
-            attention=result["attention"].tolist(),
-        )
-
-    @app.errorhandler(413)
-    def too_large(_):
-        return error(
-            f"The file is larger than the {max_upload_mb:g} MB upload limit.", 413
-        )
-
+    captions = CaptionPage(captioners, max_upload_mb, concurrent)
+    app.get("/")(lambda: captions.page())
+    app.post("/", endpoint="form")(captions.form)
+    app.post("/api/caption", endpoint="api")(captions.api)
+    app.register_error_handler(413, captions.too_large)
     return app
 
 
@@ -217,6 +227,12 @@ def menu(name: str, choices: dict, chosen) -> str:
     return f'<select name="{name}">{options}</select>'
 
 
+class TimedHandler(WSGIRequestHandler):
+    """Werkzeug's request handler with a socket timeout."""
+
+    timeout = CONNECTION_TIMEOUT_SECONDS
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m helpers serve",
@@ -227,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kind",
         nargs="+",
-        choices=KINDS,
+        choices=list(KINDS),
         help="the decoders to offer, the first by default (default: every one in "
         "the bundle, self-critical first)",
     )
@@ -240,11 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    import matplotlib
-
     matplotlib.use("Agg")  # figures are drawn on request threads: no GUI backend
-    from helpers.caption import captioners
-
     try:
         loaded = captioners(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as problem:
@@ -252,9 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
     app = create_app(loaded, args.max_upload_mb)
-    app.run(
-        host=args.host, port=args.port, debug=False
-    )  # never the debugger: it runs code
+    # Never the debugger (it runs code); a timeout per connection.
+    app.run(host=args.host, port=args.port, debug=False, request_handler=TimedHandler)
     return 0
 
 

@@ -18,12 +18,15 @@ import dataclasses
 import hashlib
 from pathlib import Path
 
+import keras
+import numpy as np
+
+from helpers import encoders
 from helpers.config import LIMITS, Config, data_description, load_config
-from helpers.io import read_json, read_regular, staged, write_json_atomic
+from helpers.files import read_json, read_regular, staged, write_json_atomic
+from helpers.model import KINDS, CaptionDecoder
 from helpers.text import Vocabulary
 
-ARCHITECTURES = ("attention", "merge")  # what notebook 04 trains (helpers.model.build)
-KINDS = (*ARCHITECTURES, "scst")  # what a bundle holds; scst: notebook 08's attention
 MANIFEST = "bundle.json"
 PARTS = ["vocabulary.json", "config.json"]  # besides the decoders
 TUNED = "encoder_tuned.weights.h5"
@@ -41,7 +44,7 @@ ENCODER_TYPES = {
 
 @dataclasses.dataclass
 class Bundle:
-    model: object  # a helpers.model.CaptionDecoder
+    model: CaptionDecoder
     vocabulary: Vocabulary
     config: Config
     encoder: dict  # encoder, layer, image_size, weights, grid, feature_dim, tuned_layers
@@ -52,9 +55,7 @@ class Bundle:
 
         `weights_file` is the encoder's base weights file, if it was made with one.
         """
-        from helpers import features
-
-        encoder = features.encoder_from_identity(self.encoder, weights_file)
+        encoder = encoders.encoder_from_identity(self.encoder, weights_file)
         _, height, width, channels = encoder.output_shape
         if (height * width, channels) != (self.model.grid, self.model.feature_dim):
             raise ValueError(
@@ -64,24 +65,28 @@ class Bundle:
                 f"{self.model.feature_dim}"
             )
         if self.encoder["tuned_layers"]:
-            part = features.tuned_part(encoder, self.encoder["encoder"])
+            part = encoders.tuned_part(encoder, self.encoder["encoder"])
             if tuned_layers(part) != self.encoder["tuned_layers"]:
                 raise ValueError(
                     f"{self.folder / MANIFEST}: its tuned layers are not the ones "
                     f"{self.encoder['encoder']} fine-tunes ({tuned_layers(part)})"
                 )
             part.load_weights(self.folder / TUNED)
+            if not all(np.isfinite(w).all() for w in part.get_weights()):
+                raise ValueError(
+                    f"{self.folder / TUNED}: holds weights that are not finite"
+                )
         return encoder
 
 
 def tuned_layers(part) -> list[str]:
-    """The names of the layers with weights in a `features.tuned_part`."""
+    """The names of the layers with weights in a `encoders.tuned_part`."""
     return [layer.name for layer in part.layers if layer.weights]
 
 
 def encoder_identity(feature_index: dict, tuned=None) -> dict:
     """The part of a feature index that a new image must be encoded with; `tuned` is
-    the fine-tuned part of the encoder (`features.tuned_part`), if any."""
+    the fine-tuned part of the encoder (`encoders.tuned_part`), if any."""
     keys = ("encoder", "layer", "image_size", "weights")
     grid, feature_dim = feature_index["shape"][1:]
     return {
@@ -108,7 +113,7 @@ def save_bundle(
     """
     unknown = sorted(set(models) - set(KINDS))
     if unknown:
-        raise ValueError(f"unknown model kind(s) {unknown}; a bundle holds {KINDS}")
+        raise ValueError(f"unknown model kind(s) {unknown}; a bundle holds {list(KINDS)}")
     with staged(folder) as staging:
         for kind, model in models.items():
             model.save(staging / f"{kind}.keras")
@@ -153,6 +158,10 @@ def read_manifest(folder: Path) -> dict:
         problems += [
             f"models lists {kind!r}" for kind in manifest["models"] if kind not in KINDS
         ]
+    if not problems and (TUNED in manifest["files"]) != bool(
+        manifest["encoder"]["tuned_layers"]
+    ):
+        problems.append(f"files and encoder.tuned_layers disagree about {TUNED}")
     if not problems:
         low, high = LIMITS["image_size"]
         if not low <= manifest["encoder"]["image_size"] <= high:
@@ -182,10 +191,6 @@ def load_bundle(
 
     Every file is checked against the sha256 that bundle.json recorded for it.
     """
-    import keras
-
-    from helpers.model import CaptionDecoder  # registers the model classes
-
     folder = Path(folder)
     manifest = read_manifest(folder)
     encoder = manifest["encoder"]

@@ -4,8 +4,9 @@
                               [--attention OUT.png] [--json] [--weights PATH]
 
 A missing, unreadable or corrupt file gets a message naming it and exit status 2;
-the other images are still captioned. A model trained on the generated sample says so
-on stderr: it only knows shapes.
+the other images are still captioned. Pictures are read, encoded and captioned a few
+at a time, so memory does not grow with how many are given. A model trained on the
+generated sample says so on stderr: it only knows shapes.
 """
 
 from __future__ import annotations
@@ -13,12 +14,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
-from helpers.bundle import KINDS
-from helpers.config import MAX_BEAM
+from helpers import bundle, encoders, images, maps, viz
+from helpers.config import MAX_BEAM, sample_model_note
+from helpers.decode import Decoder
+from helpers.model import KINDS
+
+CHUNK = 8  # pictures decoded, encoded and captioned together
 
 
 class Captioner:
@@ -32,10 +38,6 @@ class Captioner:
         encoder=None,
     ):
         """`encoder`: one already built for this bundle (another kind's `.encoder`)."""
-        from helpers import bundle
-        from helpers.config import sample_model_note
-        from helpers.decode import Decoder
-
         self.kind, self.bundle = kind, bundle.load_bundle(folder, kind)
         self.encoder_name = self.bundle.encoder["encoder"]
         self.image_size = self.bundle.encoder["image_size"]
@@ -49,12 +51,14 @@ class Captioner:
 
     def encode(self, pictures: list[np.ndarray]) -> np.ndarray:
         """(n, size, size, 3) uint8 pictures -> (n, grid, feature_dim) features."""
-        from helpers import features
-
-        batch = features.preprocess(self.encoder_name)(
-            np.stack(pictures).astype("float32")
-        )
-        grid = self.encoder.predict_on_batch(batch)
+        prepare = encoders.preprocess(self.encoder_name)
+        grids = [
+            self.encoder.predict_on_batch(
+                prepare(np.stack(pictures[i : i + CHUNK]).astype("float32"))
+            )
+            for i in range(0, len(pictures), CHUNK)
+        ]
+        grid = np.concatenate(grids)
         return grid.reshape(len(pictures), -1, grid.shape[-1])
 
     def caption_pictures(
@@ -70,14 +74,31 @@ class Captioner:
         """The caption of one picture file, as the caption command makes it."""
         return self.caption_pictures([self.load(path)], beam_width)[0]
 
+    def caption_files(
+        self, paths: list[Path], beam_width: int = 3
+    ) -> Iterator[tuple[Path, dict | ValueError]]:
+        """(path, result) for each file in order, or (path, the error) for one that is
+        not a readable picture; CHUNK pictures at a time."""
+        for start in range(0, len(paths), CHUNK):
+            chunk = paths[start : start + CHUNK]
+            loaded = {}
+            for path in chunk:
+                try:
+                    loaded[path] = self.load(path)
+                except ValueError as error:
+                    loaded[path] = error
+            good = [p for p in chunk if not isinstance(loaded[p], ValueError)]
+            results = self.caption_pictures([loaded[p] for p in good], beam_width)
+            done = dict(zip(good, results)) if good else {}
+            for path in chunk:
+                yield path, done.get(path, loaded[path])
+
     def load(self, path: str | Path) -> np.ndarray:
         """Decode one file for the encoder; ValueError naming the file if it is bad."""
-        from helpers import features
-
         if not Path(path).is_file():
             raise ValueError(f"{path}: no such file")
         try:
-            return features.load_image(path, self.image_size)
+            return images.load_image(path, self.image_size)
         except ValueError as error:
             raise ValueError(f"{path}: not a readable image ({error})") from None
 
@@ -87,10 +108,8 @@ def captioners(
 ) -> list[Captioner]:
     """A Captioner for each decoder `kinds` (default: every one in the bundle, best
     first), all sharing one encoder."""
-    from helpers.bundle import read_manifest
-
-    held = read_manifest(Path(folder))["models"]
-    kinds = kinds or [k for k in ("scst", "attention", "merge") if k in held]
+    held = bundle.read_manifest(Path(folder))["models"]
+    kinds = kinds or [k for k in KINDS if k in held]
     first = Captioner(folder, kinds[0], weights)
     return [first] + [Captioner(folder, k, encoder=first.encoder) for k in kinds[1:]]
 
@@ -104,7 +123,7 @@ def attention_path(base: Path, image: Path, number: int, several: bool) -> Path:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m helpers caption",
         description=__doc__,
@@ -112,11 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("images", nargs="+", type=Path)
     parser.add_argument("--model", type=Path, required=True, help="bundle folder")
-    parser.add_argument("--kind", default="attention", choices=KINDS)
+    parser.add_argument("--kind", default="attention", choices=list(KINDS))
     parser.add_argument(
-        "--beam",
-        type=int,
-        help="beam width, 1 = greedy (default: the bundle's beam_width)",
+        "--beam", type=int, help="beam width, 1 = greedy (default: the bundle's)"
     )
     parser.add_argument("--attention", type=Path, help="save word-by-word attention PNG")
     parser.add_argument("--json", action="store_true", help="print JSON lines")
@@ -124,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.beam is not None and not 1 <= args.beam <= MAX_BEAM:
         parser.error(f"--beam must be from 1 to {MAX_BEAM}")
+    if args.attention and args.attention.is_dir():
+        parser.error(f"--attention {args.attention}: a folder; give a file name (.png)")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
     try:
         captioner = Captioner(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as error:
@@ -132,35 +156,28 @@ def main(argv: list[str] | None = None) -> int:
     if captioner.note:
         print(captioner.note, file=sys.stderr)
     beam_width = args.beam or captioner.bundle.config.beam_width
-    pictures, good, failed = [], [], 0
-    for path in args.images:
-        try:
-            pictures.append(captioner.load(path))
-            good.append(path)
-        except ValueError as error:
-            print(f"error: {error}", file=sys.stderr)
+    failed, several = 0, len(args.images) > 1
+    for number, (path, result) in enumerate(
+        captioner.caption_files(args.images, beam_width), start=1
+    ):
+        if isinstance(result, ValueError):
+            print(f"error: {result}", file=sys.stderr)
             failed += 1
-    results = captioner.caption_pictures(pictures, beam_width) if pictures else []
-    for number, (path, result) in enumerate(zip(good, results), start=1):
+            continue
         if args.json:
-            print(
-                json.dumps(
-                    {
-                        "image": str(path),
-                        "caption": result["text"],
-                        "score": round(result["score"], 4),
-                    }
-                )
-            )
+            line = {"image": str(path), "caption": result["text"]}
+            print(json.dumps({**line, "score": round(result["score"], 4)}), flush=True)
         else:
-            print(f"{path}: {result['text']}")
+            print(f"{path}: {result['text']}", flush=True)
         if args.attention:
-            from helpers import viz
-
-            figure = viz.attention_figure(path, result["words"], result["attention"])
-            viz.save_figure_to(
-                figure, attention_path(args.attention, path, number, len(good) > 1)
-            )
+            figure = maps.attention_figure(path, result["words"], result["attention"])
+            try:
+                viz.save_figure_to(
+                    figure, attention_path(args.attention, path, number, several)
+                )
+            except OSError as error:
+                print(f"error: {args.attention}: cannot write ({error})", file=sys.stderr)
+                failed += 1
     return 2 if failed else 0
 
 

@@ -14,6 +14,8 @@ import os
 import typing
 from pathlib import Path
 
+from helpers.files import read_json, write_text_atomic
+
 PROFILE_VARIABLE = "CAPTION_PROFILE"
 DEFAULT_PROFILE = "sample"
 
@@ -38,7 +40,7 @@ class Config:
     needs_gpu: bool = False  # stop before any work on a CPU (CAPTION_ALLOW_CPU=1: run)
     seed: int = 1234  # one seed for data generation, splits and training
     # Features
-    encoder: str = "vgg16"  # a keras.applications model, see helpers/features.py
+    encoder: str = "vgg16"  # a name in helpers/encoders.py
     weights: str | None = "imagenet"  # "imagenet", an .h5 file's path, or None (random)
     image_size: int = 224  # square input side in pixels; 224 gives a 14x14 grid
     feature_batch_size: int = 32  # images per forward pass of the encoder
@@ -90,8 +92,6 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write the configuration as JSON, atomically, and return the path."""
-        from helpers.io import write_text_atomic
-
         return write_text_atomic(path, self.to_json() + "\n")
 
 
@@ -198,28 +198,6 @@ def data_description(cfg: Config) -> str:
     return f"the real dataset in {cfg.data_dir}"
 
 
-def describe(cfg: Config) -> str:
-    """What a run looks at: profile, data, encoder and weights, and how far to trust it."""
-    from helpers.features import ENCODERS
-
-    layer = ENCODERS[cfg.encoder].layer if cfg.encoder in ENCODERS else "?"
-    weights = {
-        None: f"random weights (He-normal, seed {cfg.seed})",
-        "imagenet": "ImageNet weights",
-    }.get(cfg.weights, f"the weights in {cfg.weights}")
-    lines = [
-        f"Profile {cfg.profile!r}: {data_description(cfg)}.",
-        f"Encoder: {cfg.encoder} {layer} at {cfg.image_size}x{cfg.image_size}, {weights}.",
-    ]
-    if cfg.sample_images or cfg.weights is None:
-        lines.append(
-            "Generated pictures or random encoder weights: the numbers here show that the "
-            "pipeline learns and compare our models with each other; they are NOT "
-            "comparable with Flickr8k results."
-        )
-    return "\n".join(lines)
-
-
 def sample_model_note(cfg: Config) -> str | None:
     """A warning for models trained on the generated sample, else None."""
     if not cfg.sample_images:
@@ -234,8 +212,6 @@ def sample_model_note(cfg: Config) -> str | None:
 
 def load_config(path: str | Path) -> Config:
     """Read a configuration saved by `Config.save`; ValueError naming the file if bad."""
-    from helpers.io import read_json
-
     values = read_json(path)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: not a configuration (expected a JSON object)")

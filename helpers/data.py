@@ -17,13 +17,17 @@ from pathlib import Path
 from helpers import download
 from helpers.config import Config
 from helpers.formats import (
+    SPLIT_FILES,
     read_coco,
     read_flickr30k_csv,
     read_kaggle_csv,
     read_karpathy,
     read_split_file,
     read_token_file,
+    split_in_order,
 )
+from helpers.paths import data_dir
+from helpers.sample import write_sample
 from helpers.text import normalize_caption
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -37,11 +41,6 @@ IMAGE_FOLDERS = [
     "images",
 ]
 KARPATHY_FAMILIES = ("flickr8k", "flickr30k", "coco")  # dataset_<family>.json
-SPLIT_FILES = {
-    "train": "Flickr_8k.trainImages.txt",
-    "dev": "Flickr_8k.devImages.txt",
-    "test": "Flickr_8k.testImages.txt",
-}
 
 
 @dataclasses.dataclass
@@ -228,9 +227,6 @@ def load_profile_dataset(cfg: Config) -> Dataset:
     A profile with `sample_images` > 0 gets the generated sample; any other needs the
     real data in its folder and never falls back to the sample.
     """
-    from helpers.paths import data_dir
-    from helpers.sample import write_sample
-
     folder = data_dir(cfg)
     if cfg.sample_images > 0:
         return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
@@ -255,16 +251,6 @@ def seeded_split(
     shuffled = sorted(names)
     random.Random(seed).shuffle(shuffled)
     return split_in_order(shuffled, fraction)
-
-
-def split_in_order(order: list[str], fraction: float = 0.125) -> dict[str, list[str]]:
-    """test, dev and train (each sorted) from names already in random order."""
-    held_out = max(1, round(len(order) * fraction))
-    return {
-        "train": sorted(order[2 * held_out :]),
-        "dev": sorted(order[held_out : 2 * held_out]),
-        "test": sorted(order[:held_out]),
-    }
 
 
 def _check_disjoint(splits: dict[str, list[str]], source: str) -> None:

@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import functools
 import threading
-from typing import TYPE_CHECKING
 
 import numpy as np
 import tensorflow as tf
 
+from helpers.cache import rows_of
+from helpers.config import Config
 from helpers.devices import use_xla
-from helpers.features import rows_of
 from helpers.text import END, END_ID, PAD, PAD_ID, START, START_ID, UNK_ID, Vocabulary
-
-if TYPE_CHECKING:
-    from helpers.config import Config
 
 NEG_INF = -1e9
 
@@ -121,6 +118,7 @@ def beam_search(
     features,
     beam_width: int,
     max_length: int,
+    *,
     end_id: int = END_ID,
     length_penalty: float = 1.0,
     block_repeated_trigrams: bool = False,
@@ -194,6 +192,7 @@ class Decoder:
         self,
         model,
         vocabulary: Vocabulary,
+        *,
         max_length: int | None = None,
         batch_size: int = 128,
         length_penalty: float = 1.0,

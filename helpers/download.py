@@ -18,6 +18,10 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+from tqdm.auto import tqdm
+
+from helpers.files import OWNED
+
 
 class Remote(NamedTuple):
     """One archive of a dataset: where it is, what it unpacks to, how to check it."""
@@ -88,47 +92,20 @@ def download_file(
 
     `checksum` is "sha256:<hex>" or "md5:<hex>"; None (nothing published to check
     against) prints the file's sha256 instead. A dropped connection or an HTTP 5xx
-    is retried after 2, 4, 8 ... seconds and continues where it
-    stopped; a partial file survives an interruption and the next call continues it.
-    A corrupt download is deleted; a file already at `destination` is verified first
-    and, if corrupt, refused (it may be the user's, so it is not deleted).
+    is retried after 2, 4, 8 ... seconds and continues where it stopped; a partial
+    file survives an interruption and the next call continues it. A corrupt download
+    is deleted. A file already at `destination` is never replaced (it may be the
+    user's): it is verified against `checksum` and refused if it differs, or kept and
+    its sha256 printed when there is no checksum.
     """
-    from tqdm.auto import tqdm
-
     algorithm, expected = checksum.split(":", 1) if checksum else ("sha256", None)
     destination = Path(destination)
-    if destination.exists() and expected:
-        actual = file_checksum(destination, algorithm)
-        if actual != expected:
-            raise ValueError(
-                f"{destination}: already on disk but its {algorithm} is {actual}, "
-                f"expected {expected}; delete or move it and run the command again"
-            )
-        return destination
+    if destination.exists():
+        return _already_there(destination, algorithm, expected)
     partial = destination.with_name(destination.name + ".part")
     for attempt in range(retries + 1):
-        offset = partial.stat().st_size if partial.exists() else 0
-        request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"})
         try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                if response.status != 206:  # The server ignored the range: start over.
-                    offset = 0
-                total = offset + int(response.headers.get("Content-Length", 0))
-                with (
-                    open(partial, "ab" if offset else "wb") as file,
-                    tqdm(
-                        total=total,
-                        initial=offset,
-                        unit="B",
-                        unit_scale=True,
-                        desc=destination.name,
-                    ) as bar,
-                ):
-                    while chunk := response.read(1 << 16):
-                        file.write(chunk)
-                        bar.update(len(chunk))
-            if partial.stat().st_size < total:
-                raise http.client.IncompleteRead(b"", total - partial.stat().st_size)
+            _fetch(url, partial, destination.name)
             break
         except urllib.error.HTTPError as error:
             if error.code == 416:  # Range beyond the end: the part file is complete.
@@ -139,23 +116,65 @@ def download_file(
             if getattr(error, "errno", None) == errno.ENOSPC:
                 raise _disk_full(partial) from None
             if attempt == retries:
+                kept = partial.stat().st_size if partial.exists() else 0
                 raise RuntimeError(
                     f"{url}: download interrupted ({error!r}); {partial} keeps the "
-                    f"{partial.stat().st_size if partial.exists() else 0} bytes received, "
-                    "run the same command again to resume"
+                    f"{kept} bytes received, run the same command again to resume"
                 ) from None
         time.sleep(RETRY_BACKOFF_SECONDS * 2**attempt)
+    _verify(partial, destination.name, algorithm, expected)
+    partial.replace(destination)
+    return destination
+
+
+def _already_there(path: Path, algorithm: str, expected: str | None) -> Path:
+    """A file at the destination, checked and kept as it is."""
+    actual = file_checksum(path, algorithm)
+    if expected is None:
+        print(
+            f"{path}: already there, kept; no published checksum, its sha256 is {actual}"
+        )
+    elif actual != expected:
+        raise ValueError(
+            f"{path}: already on disk but its {algorithm} is {actual}, "
+            f"expected {expected}; delete or move it and run the command again"
+        )
+    return path
+
+
+def _fetch(url: str, partial: Path, label: str) -> None:
+    """One attempt: append the rest of `url` to `partial` (all of it if the server
+    ignores the range), with a progress bar; IncompleteRead if the body is cut."""
+    offset = partial.stat().st_size if partial.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={offset}-"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        if response.status != 206:  # The server ignored the range: start over.
+            offset = 0
+        total = offset + int(response.headers.get("Content-Length", 0))
+        with (
+            open(partial, "ab" if offset else "wb") as file,
+            tqdm(
+                total=total, initial=offset, unit="B", unit_scale=True, desc=label
+            ) as bar,
+        ):
+            while chunk := response.read(1 << 16):
+                file.write(chunk)
+                bar.update(len(chunk))
+    if partial.stat().st_size < total:
+        raise http.client.IncompleteRead(b"", total - partial.stat().st_size)
+
+
+def _verify(partial: Path, label: str, algorithm: str, expected: str | None) -> None:
+    """Check a finished download; a corrupt one is deleted."""
     actual = file_checksum(partial, algorithm)
     if expected is None:
-        print(f"{destination.name}: no published checksum; its sha256 is {actual}")
+        print(f"{label}: no published checksum; its sha256 is {actual}")
     elif actual != expected:
         partial.unlink()
         raise ValueError(
-            f"{destination.name}: {algorithm} is {actual}, expected {expected}; the corrupt "
+            f"{label}: {algorithm} is {actual}, expected {expected}; the corrupt "
             "download was deleted, run the command again"
         )
-    partial.replace(destination)
-    return destination
 
 
 def extract_zip(archive: Path, target: Path) -> Path:
@@ -180,6 +199,7 @@ def extract_zip(archive: Path, target: Path) -> Path:
         entries = list(staging.iterdir())
         # An archive holding one folder gives that folder; loose files go into target.
         source = entries[0] if len(entries) == 1 and entries[0].is_dir() else staging
+        (source / OWNED).touch()  # ours: a later job may replace it, never the user's
         source.replace(target)
     except zipfile.BadZipFile as error:
         raise ValueError(f"{archive}: not a valid zip file ({error})") from None

@@ -13,7 +13,11 @@ import html
 import io
 from pathlib import Path
 
-from helpers import features, viz
+import ipywidgets as widgets
+from IPython.display import clear_output, display
+from PIL import Image
+
+from helpers import images, maps, viz
 
 DECODINGS = (("greedy", 1), ("beam 3", 3), ("beam 5", 5))
 
@@ -22,8 +26,6 @@ class Explorer:
     """Widgets around a `helpers.caption.Captioner` and a few named pictures."""
 
     def __init__(self, captioner, pictures: dict[str, Path], beam_width: int = 3):
-        import ipywidgets as widgets
-
         self.captioner, self.pictures = captioner, dict(pictures)
         self.picture = widgets.Dropdown(
             options=list(self.pictures), description="picture"
@@ -67,7 +69,7 @@ class Explorer:
             return
         upload = self.upload.value[0]
         try:
-            image = features.load_image(
+            image = images.load_image(
                 io.BytesIO(upload["content"]), self.captioner.image_size
             )
         except ValueError as problem:
@@ -93,8 +95,6 @@ class Explorer:
         self._draw()
 
     def _draw(self, *_) -> None:
-        from IPython.display import clear_output, display
-
         with self.output:
             clear_output(wait=True)
             if self.result["words"]:
@@ -103,14 +103,14 @@ class Explorer:
     def step_figure(self, position: int):
         """The words up to `position` and where the model looked for the last one."""
         result = self.result
-        return viz.attention_step(
+        return maps.attention_step(
             _as_image(self.image), result["words"], result["attention"], position
         )
 
     def static_figure(self):
         """The whole caption, one attention panel per word."""
         result = self.result
-        return viz.attention_figure(
+        return maps.attention_figure(
             _as_image(self.image), result["words"], result["attention"]
         )
 
@@ -122,6 +122,4 @@ class Explorer:
 
 
 def _as_image(array):
-    from PIL import Image
-
     return Image.fromarray(array)

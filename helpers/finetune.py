@@ -18,9 +18,33 @@ import keras
 import numpy as np
 from keras import ops
 
-from helpers import features, train
+from helpers import train
 from helpers.config import Config
-from helpers.model import PACKAGE
+from helpers.corpus import Corpus, features_fingerprint, fingerprint, make_dataset
+from helpers.encoders import ENCODERS, encoder_from_identity, tuned_part
+from helpers.model import PACKAGE, copy_decoder
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ScaledAdam(keras.optimizers.Adam):
+    """Adam whose learning rate is multiplied by `scales[variable.path]` for some
+    variables: fine-tuning moves the CNN in smaller steps than the decoder.
+
+    (Scaling those gradients instead would change nothing: Adam divides them out.)
+    """
+
+    def __init__(self, *args, scales: dict[str, float] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.scales = dict(scales or {})
+
+    def update_step(self, gradient, variable, learning_rate):
+        # As Adam finds the variable's moments (the backend may pass its tf.Variable).
+        path = self._trainable_variables[self._get_variable_index(variable)].path
+        scale = self.scales.get(path, 1.0)
+        super().update_step(gradient, variable, learning_rate * scale)
+
+    def get_config(self):
+        return {**super().get_config(), "scales": self.scales}
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -31,7 +55,7 @@ class FineTuner(keras.Model):
     def __init__(self, tuned: keras.Model, decoder: keras.Model, **kwargs):
         super().__init__(**kwargs)
         self.tuned, self.decoder = tuned, decoder
-        # The CNN's steps are smaller than the decoder's (helpers.train.ScaledAdam).
+        # The CNN's steps are smaller than the decoder's (ScaledAdam).
         self.learning_rate_scales = {}
 
     def call(self, inputs, training=False):
@@ -42,6 +66,11 @@ class FineTuner(keras.Model):
             (grid, ops.reshape(words, (-1, time))), training=training
         )  # (B * K, time, vocabulary): grid is (B * K, grid, feature_dim)
         return ops.reshape(logits, (-1, per_image, time, logits.shape[-1]))
+
+    def optimizer_for(self, schedule, clipnorm: float):
+        """The optimiser `train.fit` trains this model with: Adam, with the CNN's
+        variables at their scaled rate."""
+        return ScaledAdam(schedule, scales=self.learning_rate_scales, clipnorm=clipnorm)
 
     def get_config(self):
         return {
@@ -65,102 +94,81 @@ def features_of(part: keras.Model, cached):
     return ops.reshape(grid, (-1, grid.shape[1] * grid.shape[2], grid.shape[3]))
 
 
-def caption_groups(
-    captions: dict[str, list[str]], names: list[str], vocabulary, feature_names
-) -> tuple[np.ndarray, np.ndarray]:
+def caption_groups(corpus, split: str) -> tuple[np.ndarray, np.ndarray]:
     """(rows, tokens): each image's cache row and its captions' padded ids,
     (images, K, length); an image with fewer than K captions gets empty ones (all
     padding, so they weigh nothing in the loss)."""
-    per_image = max(len(captions[n]) for n in names)
+    names, vocabulary = corpus.splits[split], corpus.vocabulary
+    per_image = max(len(corpus.captions[n]) for n in names)
     tokens = np.zeros((len(names), per_image, vocabulary.max_length + 2), np.int32)
     for i, name in enumerate(names):
-        tokens[i, : len(captions[name])] = vocabulary.encode_batch(captions[name])
-    return features.rows_of(names, feature_names), tokens
-
-
-def copy_decoder(decoder: keras.Model) -> keras.Model:
-    """A new decoder with the same configuration and weights."""
-    copy = type(decoder).from_config(decoder.get_config())
-    probe = np.zeros((1, decoder.grid, decoder.feature_dim), np.float32)
-    copy((probe, np.ones((1, 1), np.int32)))
-    copy.set_weights(decoder.get_weights())
-    return copy
+        tokens[i, : len(corpus.captions[name])] = vocabulary.encode_batch(
+            corpus.captions[name]
+        )
+    return corpus.rows(names), tokens
 
 
 def fine_tune(
     decoder: keras.Model,
-    cache: np.ndarray,
-    cache_index: dict,
+    corpus: Corpus,
     cfg: Config,
-    captions: dict[str, list[str]],
-    splits: dict[str, list[str]],
-    vocabulary,
     out: str | Path,
     *,
     weights: str | None = None,
     epochs: int | None = None,
-    verbose: int = 2,
-    strategy=None,
+    **options,
 ):
     """Train the encoder's unfrozen part and (a copy of) `decoder` together from the
-    frozen part's cache (`features.extract(..., layer=ENCODERS[encoder].frozen)`);
-    returns (FineTuner, log rows). `decoder` itself is left as it was.
+    frozen part's cache, `corpus.features` (`features.extract(...,
+    layer=ENCODERS[encoder].frozen)`); returns (FineTuner, log rows). `decoder`
+    itself is left as it was; `options` go to `train.fit`.
 
     `epochs` defaults to `cfg.finetune_epochs`. The decoder learns at
     `cfg.learning_rate * cfg.finetune_learning_rate_scale`, the CNN part at
     `cfg.finetune_cnn_scale` times that. `weights` is the encoder's weights file if
     it was made with one.
     """
-    name = cache_index["encoder"]
-    if cache_index["layer"] != features.ENCODERS[name].frozen:
+    name, index = corpus.index["encoder"], corpus.index
+    if index["layer"] != ENCODERS[name].frozen:
         raise ValueError(
-            f"the cache holds {name} {cache_index['layer']}; fine-tuning reads "
-            f"{features.ENCODERS[name].frozen}, the output of the frozen part"
+            f"the cache holds {name} {index['layer']}; fine-tuning reads "
+            f"{ENCODERS[name].frozen}, the output of the frozen part"
         )
-    table = {
-        split: caption_groups(captions, splits[split], vocabulary, cache_index["names"])
-        for split in ("train", "dev")
-    }
+    table = {split: caption_groups(corpus, split) for split in ("train", "dev")}
     epochs = epochs or cfg.finetune_epochs
     settings = {
         "fine_tune": name,
         "epochs": epochs,
         "config": json.loads(cfg.to_json()),
-        "decoder": train.fingerprint(*decoder.get_weights()),
-        "vocabulary": train.fingerprint(vocabulary.words),
-        "captions": train.fingerprint(*table["train"], *table["dev"]),
-        "cache": train.features_fingerprint(cache_index["names"], cache),
-        "weights": cache_index["weights"],
+        "decoder": fingerprint(*decoder.get_weights()),
+        "vocabulary": fingerprint(corpus.vocabulary.words),
+        "captions": fingerprint(*table["train"], *table["dev"]),
+        "cache": features_fingerprint(corpus.names, corpus.features),
+        "weights": index["weights"],
     }
     per_image = table["train"][1].shape[1]
 
     def datasets(batch_size):  # batch_size captions: whole images of K captions each
         images = max(1, batch_size // per_image)
         return (
-            train.make_dataset(cache, *table["train"], images, True, cfg.seed),
-            train.make_dataset(cache, *table["dev"], images),
+            make_dataset(
+                corpus.features, *table["train"], images, shuffle=True, seed=cfg.seed
+            ),
+            make_dataset(corpus.features, *table["dev"], images),
         )
 
     def build():
-        identity = {**cache_index, "layer": features.ENCODERS[name].layer}
-        encoder = features.encoder_from_identity(identity, weights)
-        model = FineTuner(features.tuned_part(encoder, name), copy_decoder(decoder))
+        identity = {**index, "layer": ENCODERS[name].layer}
+        encoder = encoder_from_identity(identity, weights)
+        model = FineTuner(tuned_part(encoder, name), copy_decoder(decoder))
         model.learning_rate_scales = {
             v.path: cfg.finetune_cnn_scale for v in model.tuned.trainable_variables
         }
         return model
 
-    return train.fit(
-        out,
-        settings,
-        build,
-        datasets,
-        cfg,
-        epochs,
-        cfg.learning_rate * cfg.finetune_learning_rate_scale,
-        verbose=verbose,
-        strategy=strategy,
-    )
+    rate = cfg.learning_rate * cfg.finetune_learning_rate_scale
+    job = train.Job(settings, build, datasets, epochs, rate)
+    return train.fit(job, cfg, out, **options)
 
 
 def tuned_features(

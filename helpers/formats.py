@@ -13,8 +13,14 @@ import io
 import re
 from pathlib import Path
 
-from helpers.io import MAX_TEXT_BYTES, read_json, read_regular
+from helpers.files import MAX_TEXT_BYTES, read_json, read_regular
 
+# Flickr8k's official split files (the sample writes the same ones).
+SPLIT_FILES = {
+    "train": "Flickr_8k.trainImages.txt",
+    "dev": "Flickr_8k.devImages.txt",
+    "test": "Flickr_8k.testImages.txt",
+}
 KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "dev", "test": "test"}
 # `<image>#<k><TAB or spaces><caption>`: Flickr8k's and Flickr30k's token files.
 _TOKEN_LINE = re.compile(r"^(?P<image>[^#\s]+)#(?P<index>\d+)[\t ]+(?P<caption>.*\S)\s*$")
@@ -200,3 +206,14 @@ def _fields(item, where: str, **types) -> list:
 def read_split_file(path: Path) -> list[str]:
     """One image name per line."""
     return [text for _, text in read_lines(path)]
+
+
+def split_in_order(order: list[str], fraction: float = 0.125) -> dict[str, list[str]]:
+    """test, dev and train (each sorted) from names already in random order, in
+    Flickr8k's proportions (6:1:1)."""
+    held_out = max(1, round(len(order) * fraction))
+    return {
+        "train": sorted(order[2 * held_out :]),
+        "dev": sorted(order[held_out : 2 * held_out]),
+        "test": sorted(order[:held_out]),
+    }

@@ -17,6 +17,11 @@ import sys
 import warnings
 from pathlib import Path
 
+from nltk.translate.bleu_score import corpus_bleu
+from pycocoevalcap.cider.cider import Cider
+from pycocoevalcap.meteor.meteor import Meteor
+from pycocoevalcap.rouge.rouge import Rouge
+
 from helpers.text import END, PAD, START, normalize_caption
 
 
@@ -116,8 +121,6 @@ def bleu(
     Unsmoothed, as published scores are: captions with no n-gram in common with
     their references score BLEU-n 0 (nltk's warning that says so is not shown).
     """
-    from nltk.translate.bleu_score import corpus_bleu
-
     names = _pairs(references, hypotheses)
     refs = [[tokens(r) for r in references[name]] for name in names]
     hyps = [tokens(hypotheses[name]) for name in names]
@@ -134,9 +137,6 @@ def evaluate(
     meteor: bool | None = None,
 ) -> dict[str, float]:
     """BLEU-1..4, CIDEr-D, ROUGE-L (and METEOR if Java is found or asked for)."""
-    from pycocoevalcap.cider.cider import Cider
-    from pycocoevalcap.rouge.rouge import Rouge
-
     gts, res = _coco_format(references, hypotheses)
     result = bleu(references, hypotheses)
     result["cider"] = float(Cider().compute_score(gts, res)[0])
@@ -169,15 +169,11 @@ def human_agreement(references: dict[str, list[str]]) -> dict[str, float]:
 @functools.cache
 def _meteor():
     """One METEOR scorer per process: each one starts a Java VM (seconds)."""
-    from pycocoevalcap.meteor.meteor import Meteor
-
     return Meteor()
 
 
 def cider_per_image(references: dict[str, list[str]], hypotheses: dict[str, str]):
     """CIDEr-D of each image, to find the best and worst captions."""
-    from pycocoevalcap.cider.cider import Cider
-
     gts, res = _coco_format(references, hypotheses)
     return dict(zip(gts, map(float, Cider().compute_score(gts, res)[1])))
 

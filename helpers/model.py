@@ -19,11 +19,12 @@ self-critical training starts it from one picture's state repeated for each samp
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 from keras import layers, ops
 
-from helpers.bundle import ARCHITECTURES
 from helpers.config import Config
 from helpers.text import PAD_ID
 
@@ -38,6 +39,7 @@ class CaptionDecoder(keras.Model):
     def __init__(
         self,
         vocabulary_size: int,
+        *,
         grid: int = 196,
         feature_dim: int = 512,
         embedding_dim: int = 256,
@@ -89,6 +91,12 @@ class CaptionDecoder(keras.Model):
     def add_attention_penalty(self, alphas, words):
         """Subclasses may add a loss on the attention weights."""
 
+    @classmethod
+    def sized(cls, cfg: Config, **common) -> CaptionDecoder:
+        """A decoder of this class with the config's sizes (`common`: the vocabulary
+        and feature sizes, the feature statistics, the shared sizes)."""
+        return cls(**common)
+
     def get_config(self):
         return {
             **super().get_config(),
@@ -126,6 +134,14 @@ class AttentionCaptioner(CaptionDecoder):
         self.dropout = layers.Dropout(self.dropout_rate)
         self.output_layer = layers.Dense(
             self.vocabulary_size, dtype="float32", name="logits"
+        )
+
+    @classmethod
+    def sized(cls, cfg: Config, **common) -> AttentionCaptioner:
+        return cls(
+            attention_dim=cfg.attention_dim,
+            attention_penalty=cfg.attention_penalty,
+            **common,
         )
 
     def initial_state(self, features, training=False):
@@ -222,6 +238,25 @@ class MergeCaptioner(CaptionDecoder):
         return logits, state["no_attention"], {**state, "h": h, "c": c}
 
 
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A decoder a bundle can hold."""
+
+    model: type[CaptionDecoder]  # its class
+    trained_by: str  # the notebook that trains it
+    label: str  # its name on the web page
+
+
+# Every decoder kind, best first (the web page's default is the first a bundle holds).
+# A new kind is one entry here and its model class.
+KINDS = {
+    "scst": Kind(AttentionCaptioner, "08_scst", "attention, self-critical (CIDEr-D)"),
+    "attention": Kind(AttentionCaptioner, "04_train", "attention, cross-entropy"),
+    "merge": Kind(MergeCaptioner, "04_train", "merge, no attention"),
+}
+ARCHITECTURES = tuple(k for k, kind in KINDS.items() if kind.trained_by == "04_train")
+
+
 def build(
     kind: str,
     cfg: Config,
@@ -230,9 +265,12 @@ def build(
     feature_mean: np.ndarray,
     feature_variance: np.ndarray,
 ) -> CaptionDecoder:
-    """The model named `kind` (one of `bundle.ARCHITECTURES`) sized by the config."""
+    """The decoder of `kind` (a key of KINDS) sized by the config."""
+    if kind not in KINDS:
+        raise ValueError(f"Unknown model kind {kind!r}; choose one of {list(KINDS)}")
     grid, feature_dim = feature_shape
-    common = dict(
+    return KINDS[kind].model.sized(
+        cfg,
         vocabulary_size=vocabulary_size,
         grid=grid,
         feature_dim=feature_dim,
@@ -242,12 +280,13 @@ def build(
         feature_mean=np.asarray(feature_mean).tolist(),
         feature_variance=np.asarray(feature_variance).tolist(),
     )
-    if kind == "attention":
-        return AttentionCaptioner(
-            attention_dim=cfg.attention_dim,
-            attention_penalty=cfg.attention_penalty,
-            **common,
-        )
-    if kind == "merge":
-        return MergeCaptioner(**common)
-    raise ValueError(f"Unknown model kind {kind!r}; choose one of {ARCHITECTURES}")
+
+
+def copy_decoder(decoder: CaptionDecoder) -> CaptionDecoder:
+    """A new decoder with the same configuration and weights (fine-tuning and
+    self-critical training train a copy and leave the original as it was)."""
+    copy = type(decoder).from_config(decoder.get_config())
+    probe = np.zeros((1, decoder.grid, decoder.feature_dim), np.float32)
+    copy((probe, np.ones((1, 1), np.int32)))
+    copy.set_weights(decoder.get_weights())
+    return copy

@@ -20,27 +20,37 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import devices, viz
-from helpers.config import Config, describe, get_config
-from helpers.io import write_text_atomic
-from helpers.paths import NOTEBOOKS, artifacts_dir
+import nbformat
+import papermill
+from ipykernel.kernelspec import install
+from jinja2 import DictLoader
+from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from latex2mathml.converter import convert
+from nbconvert import HTMLExporter
 
+from helpers import devices, maps, viz
+from helpers.config import Config, get_config
+from helpers.files import read_json, write_json_atomic, write_text_atomic
+from helpers.paths import NOTEBOOKS, artifacts_dir
+from helpers.session import describe
+
+RUN = "run.json"  # seconds each notebook took in its last run (helpers.report reads it)
 KERNEL_NAME = "captioning"  # the kernelspec named in every notebook's metadata
 KERNEL_DISPLAY_NAME = "Python (captioning)"
-# viz functions that make a figure: a cell calling one must show an image.
+# The functions that make a figure (viz, maps): a cell calling one must show an image.
 DRAWING = sorted(
-    name
-    for name, function in inspect.getmembers(viz, inspect.isfunction)
-    if "Figure" in str(function.__annotations__.get("return", "")) and name[0] != "_"
+    f"{module.__name__.split('.')[-1]}\\.{name}"
+    for module in (viz, maps)
+    for name, function in inspect.getmembers(module, inspect.isfunction)
+    if "Figure" in str(function.__annotations__.get("return", ""))
+    and name[0] != "_"
+    and function.__module__ == module.__name__
 )
-DRAWS = re.compile(r"\b(viz\.(" + "|".join(DRAWING) + r")|Explorer)\(")
+DRAWS = re.compile(r"\b(" + "|".join(DRAWING) + r"|Explorer)\(")
 
 
 def ensure_kernel() -> str:
     """Register this environment's Python as the `captioning` Jupyter kernel, once."""
-    from ipykernel.kernelspec import install
-    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
-
     try:
         spec = KernelSpecManager().get_kernel_spec(KERNEL_NAME)
         if Path(spec.argv[0]).resolve() == Path(sys.executable).resolve():
@@ -83,7 +93,6 @@ CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.DOTALL)
 
 def with_mathml(markdown: str) -> str:
     """Markdown with its $...$ and $$...$$ LaTeX turned into MathML (code left alone)."""
-    from latex2mathml.converter import convert
 
     def math(match: re.Match) -> str:
         display = match[1] is not None
@@ -106,10 +115,6 @@ def is_progress_bar(output: dict) -> bool:
 def export_html(notebook_path: Path) -> Path:
     """A self-contained HTML copy beside the executed notebook: images embedded,
     equations as MathML, nothing fetched from the internet."""
-    import nbformat
-    from jinja2 import DictLoader
-    from nbconvert import HTMLExporter
-
     notebook = nbformat.read(notebook_path, as_version=4)
     # Widgets need a live kernel (and scripts from the internet). Without their saved
     # state nbconvert falls back to the static picture in the same output; progress
@@ -220,9 +225,6 @@ def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None)
     Returns the number of images it shows; raises RuntimeError naming the cells that
     draw without showing.
     """
-    import nbformat
-    import papermill
-
     ensure_kernel()
     target = executed / notebook.name
     papermill.execute_notebook(
@@ -272,11 +274,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no notebooks to run in {NOTEBOOKS}", file=sys.stderr)
         return 2
     print(describe(cfg))
+    times = (
+        read_json(artifacts_dir(cfg) / RUN) if (artifacts_dir(cfg) / RUN).exists() else {}
+    )
     for notebook in notebooks:
         start = time.time()
         print(f"== {notebook.name} ({cfg.profile})", flush=True)
         images = run_notebook(notebook, executed)
-        print(f"   {time.time() - start:.0f} s, {images} figures shown -> {executed}")
+        times[notebook.stem] = round(time.time() - start)
+        print(f"   {times[notebook.stem]} s, {images} figures shown -> {executed}")
+        write_json_atomic(artifacts_dir(cfg) / RUN, times)  # seconds per notebook
     done = sorted(executed.glob("[0-9][0-9]_*.ipynb"))
     print(f"Read the results: {write_index(cfg, done)}")
     return 0

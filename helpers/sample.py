@@ -15,8 +15,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from helpers.data import SPLIT_FILES, split_in_order
-from helpers.io import read_json, staged
+from helpers.files import read_json, staged
+from helpers.formats import SPLIT_FILES, split_in_order
 
 COLOURS = {
     "red": (210, 40, 40),

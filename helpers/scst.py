@@ -31,10 +31,9 @@ import tensorflow as tf
 from helpers import metrics, train
 from helpers.cider import CiderD
 from helpers.config import Config
+from helpers.corpus import Corpus, features_fingerprint, fingerprint, make_dataset
 from helpers.decode import beam_search, policy_log_probs, repeat_state, sample
-from helpers.features import rows_of
-from helpers.finetune import copy_decoder
-from helpers.model import PACKAGE
+from helpers.model import PACKAGE, copy_decoder
 from helpers.text import END, PAD_ID, START_ID, Vocabulary
 
 BASELINES = ("greedy", "mean")
@@ -196,42 +195,38 @@ class SelfCritical(keras.Model):
 
 def train_scst(
     decoder: keras.Model,
+    corpus: Corpus,
     cfg: Config,
-    features: np.ndarray,
-    feature_names: list[str],
-    captions: dict[str, list[str]],
-    splits: dict[str, list[str]],
-    vocabulary: Vocabulary,
     out: str | Path,
     *,
     epochs: int | None = None,
-    extra_callbacks=(),
-    verbose: int = 1,
-    strategy=None,
+    **options,
 ):
     """Self-critical training of (a copy of) the cross-entropy `decoder`; returns
-    (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was.
+    (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was;
+    `options` go to `train.fit`.
 
     A step samples `cfg.scst_samples` captions of each of `cfg.scst_pictures` pictures
     (per device). The decoder learns at
     `cfg.learning_rate * cfg.scst_learning_rate_scale`.
     """
-    train_names, dev_names = splits["train"], splits["dev"]
+    train_names, dev_names = corpus.splits["train"], corpus.splits["dev"]
     names = train_names + dev_names
-    reward = Reward(captions, train_names, names, vocabulary)
-    rows = rows_of(names, feature_names)
+    reward = Reward(corpus.captions, train_names, names, corpus.vocabulary)
+    rows = corpus.rows(names)
     images = np.arange(len(names), dtype=np.int32)  # indices into the reward's pictures
     split = len(train_names)
     epochs = epochs or cfg.scst_epochs
     settings = {
         "scst": cfg.scst_baseline,
+        "reward": "CIDEr-D with <end>",
         "epochs": epochs,
         "config": json.loads(cfg.to_json()),
-        "decoder": train.fingerprint(*decoder.get_weights()),
-        "vocabulary": train.fingerprint(vocabulary.words),
-        "splits": train.fingerprint(splits),
-        "captions": train.fingerprint({n: captions[n] for n in names}),
-        "features": train.features_fingerprint(feature_names, features),
+        "decoder": fingerprint(*decoder.get_weights()),
+        "vocabulary": fingerprint(corpus.vocabulary.words),
+        "splits": fingerprint(corpus.splits),
+        "captions": fingerprint({n: corpus.captions[n] for n in names}),
+        "features": features_fingerprint(corpus.names, corpus.features),
     }
 
     def pack(batch_features, batch_images):
@@ -239,19 +234,24 @@ def train_scst(
 
     def datasets(batch_size):  # cfg.batch_size per device: dev greedy decoding
         pictures = cfg.scst_pictures * (batch_size // cfg.batch_size)
+        features = corpus.features
         return (
-            train.make_dataset(
-                features, rows[:split], images[:split], pictures, True, cfg.seed, pack
+            make_dataset(
+                features,
+                rows[:split],
+                images[:split],
+                pictures,
+                shuffle=True,
+                seed=cfg.seed,
+                pack=pack,
             ),
-            train.make_dataset(
-                features, rows[split:], images[split:], batch_size, pack=pack
-            ),
+            make_dataset(features, rows[split:], images[split:], batch_size, pack=pack),
         )
 
     def build():
         model = SelfCritical(
             copy_decoder(decoder),
-            max_length=vocabulary.max_length + 1,  # words plus <end>
+            max_length=corpus.vocabulary.max_length + 1,  # words plus <end>
             samples=cfg.scst_samples,
             baseline=cfg.scst_baseline,
             temperature=cfg.scst_temperature,
@@ -259,16 +259,6 @@ def train_scst(
         model.reward = reward
         return model
 
-    return train.fit(
-        out,
-        settings,
-        build,
-        datasets,
-        cfg,
-        epochs,
-        cfg.learning_rate * cfg.scst_learning_rate_scale,
-        extra_callbacks,
-        verbose=verbose,
-        strategy=strategy,
-        monitor=("val_cider", "max"),
-    )
+    rate = cfg.learning_rate * cfg.scst_learning_rate_scale
+    job = train.Job(settings, build, datasets, epochs, rate, ("val_cider", "max"))
+    return train.fit(job, cfg, out, **options)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from helpers.io import read_json, write_json_atomic
+from helpers.files import read_json, write_json_atomic
 
 _PUNCTUATION = str.maketrans("", "", string.punctuation)
 _DIGITS = str.maketrans("", "", string.digits)

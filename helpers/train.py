@@ -2,140 +2,43 @@
 
 No per-prefix X1/X2/y arrays and no one-hot targets: one training example is one
 caption (its token ids) plus the row of its image in the memmap; the batch's features
-are read from disk when the batch is formed.
+are read from disk when the batch is formed. `fit` is the one training loop of the
+series (checkpoints, resume, early stopping), for cross-entropy here, fine-tuning
+(`helpers.finetune`) and self-critical training (`helpers.scst`).
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
+import dataclasses
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+from IPython import get_ipython
+from IPython.display import Pretty, display
 
 from helpers import devices
 from helpers import model as models
 from helpers.config import Config
-from helpers.features import rows_of
-from helpers.io import claim_folder, read_json, remove_folder, write_json_atomic
-from helpers.text import PAD_ID, Vocabulary
+from helpers.corpus import Corpus, feature_statistics, make_dataset
+from helpers.files import claim_folder, read_json, remove_folder, write_json_atomic
 
 
-def caption_table(
-    captions: dict[str, list[str]],
-    names: list[str],
-    vocabulary: Vocabulary,
-    feature_names: list[str],
-) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, tokens): the memmap row of each caption's image and its padded ids."""
-    image_rows = rows_of(names, feature_names)
-    rows = np.repeat(image_rows, [len(captions[name]) for name in names])
-    return rows, vocabulary.encode_batch([c for name in names for c in captions[name]])
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training run for `fit`."""
 
-
-def fingerprint(*parts) -> str:
-    """A short sha256 of arrays (by their bytes) and JSON-able values."""
-    digest = hashlib.sha256()
-    for part in parts:
-        if isinstance(part, np.ndarray):
-            digest.update(f"{part.dtype}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).tobytes())
-        else:
-            digest.update(json.dumps(part, sort_keys=True).encode())
-    return digest.hexdigest()[:16]
-
-
-def features_fingerprint(names: list[str], array: np.ndarray) -> str:
-    """`fingerprint` of a feature cache: its names, shape and 16 evenly spaced rows
-    (hashing the whole memmap would read every feature from disk)."""
-    probe = np.linspace(0, len(array) - 1, num=min(16, len(array)), dtype=int)
-    return fingerprint(names, list(array.shape), array[probe])
-
-
-def feature_statistics(
-    features: np.ndarray, rows: np.ndarray, floor: float = 1e-6, chunk: int = 256
-):
-    """Per-channel mean and variance (at least `floor`) over the given rows, in chunks."""
-    rows = np.unique(rows)
-    total = np.zeros(features.shape[-1])
-    squares = np.zeros(features.shape[-1])
-    for start in range(0, len(rows), chunk):
-        block = np.asarray(features[rows[start : start + chunk]], np.float64)
-        total += block.sum(axis=(0, 1))
-        squares += (block**2).sum(axis=(0, 1))
-    count = len(rows) * features.shape[1]
-    mean = total / count
-    return mean.astype(np.float32), np.maximum(squares / count - mean**2, floor).astype(
-        np.float32
-    )
-
-
-def teacher_forcing(images_or_features, tokens):
-    """((inputs, words so far), next words, weights): every position predicts the next.
-
-    The weights are 0 on padding, so padding never contributes to the loss.
-    """
-    inputs, targets = tokens[..., :-1], tokens[..., 1:]  # (batch, [captions,] time)
-    weights = tf.cast(tf.not_equal(targets, PAD_ID), tf.float32)
-    return (images_or_features, inputs), targets, weights
-
-
-def make_dataset(
-    features: np.ndarray,
-    rows: np.ndarray,
-    tokens: np.ndarray,
-    batch_size: int,
-    shuffle: bool = False,
-    seed: int = 0,
-    pack=teacher_forcing,
-) -> tf.data.Dataset:
-    """Batches of `pack(features, tokens)`: by default ((features, input words),
-    target words, target weights), with weights 0 on padding, so padding never
-    contributes to the loss. `tokens` may be anything with one row per example."""
-    grid, dim = features.shape[1:]
-
-    def gather(batch_rows):
-        return np.asarray(features[batch_rows], dtype=np.float32)  # (batch, grid, dim)
-
-    def load(batch_rows, batch_tokens):
-        batch_features = tf.numpy_function(gather, [batch_rows], tf.float32)
-        batch_features.set_shape((None, grid, dim))
-        return pack(batch_features, batch_tokens)
-
-    data = tf.data.Dataset.from_tensor_slices((rows, tokens))
-    if shuffle:
-        data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
-    return (
-        data.batch(batch_size)
-        .map(load, num_parallel_calls=tf.data.AUTOTUNE)
-        .prefetch(tf.data.AUTOTUNE)
-    )
-
-
-@keras.saving.register_keras_serializable(package=models.PACKAGE)
-class ScaledAdam(keras.optimizers.Adam):
-    """Adam whose learning rate is multiplied by `scales[variable.path]` for some
-    variables: fine-tuning moves the CNN in smaller steps than the decoder.
-
-    (Scaling those gradients instead would change nothing: Adam divides them out.)
-    """
-
-    def __init__(self, *args, scales: dict[str, float] | None = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.scales = dict(scales or {})
-
-    def update_step(self, gradient, variable, learning_rate):
-        # As Adam finds the variable's moments (the backend may pass its tf.Variable).
-        path = self._trainable_variables[self._get_variable_index(variable)].path
-        scale = self.scales.get(path, 1.0)
-        super().update_step(gradient, variable, learning_rate * scale)
-
-    def get_config(self):
-        return {**super().get_config(), "scales": self.scales}
+    settings: dict  # what identifies the run: a finished one with the same is reused
+    build: Callable[[], keras.Model]  # the model, built under the device strategy
+    datasets: Callable[[int], tuple]  # batch size -> (train, dev) tf.data datasets
+    epochs: int
+    learning_rate: float
+    monitor: tuple[str, str] = ("val_loss", "min")  # the logged value of the best epoch
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -148,16 +51,11 @@ class EpochLine(keras.callbacks.Callback):
         self.label, self.handle, self.began, self.first = label, None, 0.0, None
 
     def on_train_begin(self, logs=None):
-        from IPython import get_ipython
-        from IPython.display import Pretty, display
-
         self.began = time.perf_counter()
         if get_ipython() is not None:
             self.handle = display(Pretty(f"{self.label}: starting"), display_id=True)
 
     def on_epoch_end(self, epoch, logs=None):
-        from IPython.display import Pretty
-
         values = ", ".join(f"{k} {v:.3f}" for k, v in (logs or {}).items())
         seconds = (time.perf_counter() - self.began) / (epoch + 1 - self.first)
         line = f"{self.label}: epoch {epoch + 1}, {values} ({seconds:.0f} s per epoch)"
@@ -188,102 +86,81 @@ def best_so_far(log: Path, monitor: str = "val_loss", mode: str = "min") -> floa
 
 
 def train(
-    kind: str,
+    corpus: Corpus,
     cfg: Config,
-    features: np.ndarray,
-    feature_names: list[str],
-    captions: dict[str, list[str]],
-    splits: dict[str, list[str]],
-    vocabulary: Vocabulary,
+    kind: str,
     out: str | Path,
     *,
     shuffle_features: bool = False,
     epochs: int | None = None,
-    extra_callbacks=(),
-    verbose: int = 2,
-    strategy: tf.distribute.Strategy | None = None,
+    **options,
 ):
-    """Train a `kind` model ("attention" or "merge") and return (model, history rows).
+    """Train a `kind` decoder ("attention" or "merge") with cross-entropy and return
+    (model, history rows); `options` go to `fit` (callbacks, verbose, strategy).
 
     Everything goes to `out`: `best.keras` (best validation loss), `log.csv`,
     `tensorboard/`, and `backup/` from which a killed run resumes at its last
     finished epoch. `shuffle_features` pairs each caption with a random other image,
     the control that shows how much the model really uses the picture.
     """
-    train_rows, train_tokens = caption_table(
-        captions, splits["train"], vocabulary, feature_names
+    (train_rows, train_tokens), (dev_rows, dev_tokens) = map(
+        corpus.table, ("train", "dev")
     )
-    dev_rows, dev_tokens = caption_table(
-        captions, splits["dev"], vocabulary, feature_names
-    )
-    # What the run learns from, by content: other captions, splits, vocabulary or a
-    # re-extracted feature cache make it another run, never a resumed one.
     settings = {
         "kind": kind,
         "shuffle_features": shuffle_features,
         "epochs": epochs,
         "config": json.loads(cfg.to_json()),
-        "vocabulary": fingerprint(vocabulary.words),
-        "splits": fingerprint(splits),
-        "captions": fingerprint(train_rows, train_tokens, dev_rows, dev_tokens),
-        "features": features_fingerprint(feature_names, features),
+        **corpus.identity(),
     }
     if shuffle_features:
-        permutation = np.random.default_rng(cfg.seed).permutation(len(feature_names))
+        permutation = np.random.default_rng(cfg.seed).permutation(len(corpus.names))
         train_rows, dev_rows = permutation[train_rows], permutation[dev_rows]
+    features = corpus.features
 
     def datasets(batch_size):
         return (
-            make_dataset(features, train_rows, train_tokens, batch_size, True, cfg.seed),
+            make_dataset(
+                features,
+                train_rows,
+                train_tokens,
+                batch_size,
+                shuffle=True,
+                seed=cfg.seed,
+            ),
             make_dataset(features, dev_rows, dev_tokens, batch_size),
         )
 
     def build():
         mean, variance = feature_statistics(features, train_rows, cfg.variance_floor)
-        return models.build(
-            kind, cfg, len(vocabulary), features.shape[1:], mean, variance
-        )
+        size = len(corpus.vocabulary)
+        return models.build(kind, cfg, size, features.shape[1:], mean, variance)
 
-    return fit(
-        out,
-        settings,
-        build,
-        datasets,
-        cfg,
-        epochs or cfg.epochs,
-        cfg.learning_rate,
-        extra_callbacks,
-        verbose,
-        strategy,
-    )
+    job = Job(settings, build, datasets, epochs or cfg.epochs, cfg.learning_rate)
+    return fit(job, cfg, out, **options)
 
 
 def fit(
-    out: str | Path,
-    settings: dict,
-    build,
-    datasets,
+    job: Job,
     cfg: Config,
-    epochs: int,
-    learning_rate: float,
-    extra_callbacks=(),
-    verbose: int = 2,
+    out: str | Path,
+    *,
+    callbacks=(),
+    verbose: int = 0,
     strategy: tf.distribute.Strategy | None = None,
-    monitor: tuple[str, str] = ("val_loss", "min"),
 ):
-    """The training loop shared by `train`, `fine_tune` and `scst.train`.
+    """Run a training job into `out` and return (the best model, log rows).
 
-    `build()` makes the model and `datasets(batch_size)` the (train, dev) data; the
-    model is built under `strategy` (default: every GPU, see `devices`), and each
-    step takes `cfg.batch_size` captions per replica. A model with a
-    `learning_rate_scales` attribute ({variable path: factor}) trains those variables
-    at a scaled learning rate. A finished run with the same `settings` is reused; a
-    killed one resumes from its backup. The best epoch is the best `monitor` (a
-    logged value and "min" or "max"); a model with its own `train_step` (self-critical
-    training) computes its own loss and is compiled with the optimiser only.
+    The model is built under `strategy` (default: every GPU, see `devices`), and each
+    step takes `cfg.batch_size` captions per replica. A finished run with the same
+    settings is reused; a killed one resumes from its backup. The best epoch is the
+    best `job.monitor` (a logged value and "min" or "max"); a model with its own
+    `train_step` (self-critical training) computes its own loss and is compiled with
+    the optimiser only. `callbacks` are added to the series' own (e.g. `EpochLine`).
     """
     out = Path(out)
     saved = read_json(out / "settings.json") if (out / "settings.json").exists() else {}
+    settings, monitor = job.settings, job.monitor
     if saved == settings and (out / "summary.json").exists():  # Finished: reuse it.
         return keras.saving.load_model(out / "best.keras"), read_log(out / "log.csv")
     if saved and saved != settings:
@@ -298,19 +175,18 @@ def fit(
     devices.set_precision()  # mixed_float16 on GPUs with tensor cores
     strategy = strategy or devices.distribution_strategy()
     batch_size = cfg.batch_size * strategy.num_replicas_in_sync
-    train_data, dev_data = datasets(batch_size)
+    train_data, dev_data = job.datasets(batch_size)
     steps = int(train_data.cardinality())  # per epoch
     with strategy.scope():
-        model = build()
+        model = job.build()
         schedule = keras.optimizers.schedules.CosineDecay(
-            learning_rate, decay_steps=steps * epochs, alpha=cfg.final_learning_rate
+            job.learning_rate,
+            decay_steps=steps * job.epochs,
+            alpha=cfg.final_learning_rate,
         )
-        scales = getattr(model, "learning_rate_scales", None)
-        optimizer = (
-            ScaledAdam(schedule, scales=scales, clipnorm=cfg.clip_norm)
-            if scales
-            else keras.optimizers.Adam(schedule, clipnorm=cfg.clip_norm)
-        )
+        # A model may bring its own optimiser (fine-tuning: smaller steps for the CNN).
+        make = getattr(model, "optimizer_for", keras.optimizers.Adam)
+        optimizer = make(schedule, clipnorm=cfg.clip_norm)
         if type(model).train_step is keras.Model.train_step:
             model.compile(
                 optimizer=optimizer,
@@ -360,12 +236,12 @@ def fit(
         keras.callbacks.TensorBoard(
             str(out / "tensorboard"), write_graph=False, profile_batch=0
         ),
-        *extra_callbacks,
+        *callbacks,
     ]
     model.fit(
         train_data,
         validation_data=dev_data,
-        epochs=epochs,
+        epochs=job.epochs,
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,

@@ -14,9 +14,15 @@ import io
 import textwrap
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from IPython import get_ipython
 from matplotlib.figure import Figure
-from PIL import Image, ImageFilter
+from PIL import Image
+
+from helpers import metrics
+from helpers.files import write_bytes_atomic
+from helpers.images import open_image
 
 
 @functools.cache
@@ -26,11 +32,8 @@ def _enable_notebook_display() -> None:
     The inline backend registers its PNG formatter only once pyplot has made a figure;
     d2l calls the same function for the same reason. Outside IPython it does nothing.
     """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
     if get_ipython() is not None:
+        # Imported here: it loads pyplot, which a script or the web page never needs.
         from matplotlib_inline.backend_inline import set_matplotlib_formats
 
         set_matplotlib_formats("png")
@@ -53,8 +56,6 @@ def save_figure(figure: Figure, folder: Path, name: str) -> Figure:
 
 def save_figure_to(figure: Figure, path: Path) -> Path:
     """Save a figure as PNG at `path`, atomically."""
-    from helpers.io import write_bytes_atomic
-
     return write_bytes_atomic(path, figure_png(figure))
 
 
@@ -72,8 +73,6 @@ def open_picture(
 
     Files are opened as the encoder opens them: the same formats and pixel limit.
     """
-    from helpers.features import open_image
-
     image = (
         picture.convert("RGB")
         if isinstance(picture, Image.Image)
@@ -162,8 +161,6 @@ def vocabulary_curve(
 
 def loss_curves(logs: dict[str, list[dict]]) -> Figure:
     """Training and validation loss per epoch, one colour per run."""
-    import matplotlib
-
     figure, axis = subplots(figsize=(7, 4))
     for (name, rows), colour in zip(logs.items(), matplotlib.colormaps["tab10"].colors):
         epochs = [row["epoch"] + 1 for row in rows]
@@ -197,91 +194,17 @@ def reward_curve(log: list[dict], start: float) -> Figure:
     return figure
 
 
-def attention_overlay(weights, size: tuple[int, int]) -> np.ndarray:
-    """One word's attention (grid,) stretched over a picture of `size` (width, height)
-    and smoothed, in [0, 1] of its largest cell. The encoder saw the whole picture
-    squeezed into a square, so each cell covers the same share of the photo."""
-    side = round(len(weights) ** 0.5)
-    grid = np.asarray(weights, np.float32).reshape(side, side)
-    grid = (grid / max(grid.max(), 1e-8) * 255).astype(np.uint8)
-    heat = Image.fromarray(grid).resize(size, Image.BICUBIC)
-    heat = heat.filter(ImageFilter.GaussianBlur(min(size) / side / 2))
-    return np.asarray(heat, np.float32) / 255.0
-
-
-def _draw_attention(axis, image: Image.Image, weights, title: str, **title_kwargs):
-    axis.imshow(image)
-    shown = axis.imshow(
-        attention_overlay(weights, image.size), cmap="magma", alpha=0.55, vmin=0, vmax=1
-    )
-    axis.set_title(title, **title_kwargs)
-    axis.axis("off")
-    return shown
-
-
-def _shown_picture(picture) -> Image.Image:
-    """A picture at most 320 pixels a side, its aspect ratio kept."""
+def shown_picture(picture) -> Image.Image:
+    """A picture (a path or a PIL image) at most 320 pixels a side, its aspect kept."""
     image = open_picture(picture)
     image.thumbnail((320, 320))
     return image
 
 
-def _attention_bar(figure: Figure, shown, axes) -> None:
-    bar = figure.colorbar(shown, ax=axes, fraction=0.025, pad=0.01)
-    bar.set_label("attention, share of the word's largest cell", fontsize=10)
-
-
-def attention_figure(picture, words: list[str], attention, columns: int = 5) -> Figure:
-    """The picture (a path or a PIL image), then one panel per word: where it looked."""
-    image = _shown_picture(picture)
-    panels = len(words) + 1
-    columns = max(1, min(columns, panels))
-    rows = -(-panels // columns)
-    aspect = image.height / image.width
-    width = min(COLUMN_INCHES, 1.9 * columns)
-    figure, axes = subplots(
-        rows,
-        columns,
-        figsize=(width, rows * (width / columns * aspect + 0.35)),
-        squeeze=False,
-        layout="constrained",
-    )
-    for axis in axes.flat:
-        axis.axis("off")
-    axes.flat[0].imshow(image)
-    axes.flat[0].set_title("the picture", fontsize=10)
-    shown = None
-    for axis, word, weights in zip(axes.flat[1:], words, attention):
-        shown = _draw_attention(axis, image, weights, word, fontsize=11)
-    if shown is not None:
-        _attention_bar(figure, shown, axes)
-        figure.suptitle(textwrap.fill(" ".join(words), 80), fontsize=11)
-    return figure
-
-
-def attention_step(picture, words: list[str], attention, position: int) -> Figure:
-    """One step of a caption: the words so far, and where the model looked for word
-    `position` (what the explorer shows)."""
-    image = _shown_picture(picture)
-    figure, (left, right) = subplots(
-        1, 2, figsize=(8, 4.4 * image.height / image.width + 0.8), layout="constrained"
-    )
-    left.imshow(image)
-    left.axis("off")
-    left.set_title(f"word {position + 1} of {len(words)}", fontsize=11)
-    shown = [
-        f"[{w}]" if i == position else w for i, w in enumerate(words[: position + 1])
-    ]
-    title = textwrap.fill(" ".join(shown), 40)
-    bar = _draw_attention(right, image, attention[position], title, fontsize=11)
-    _attention_bar(figure, bar, [left, right])
-    return figure
-
-
 def beam_figure(picture, steps: list[list[dict]], length_penalty: float = 1.0) -> Figure:
     """Beam search on one picture: the picture, the surviving beams of each step with
     their total log-probability, and the final choice by score / length ** penalty."""
-    image = _shown_picture(picture)
+    image = shown_picture(picture)
     lines = []
     for number, beams in enumerate(steps, start=1):
         for rank, beam in enumerate(beams):
@@ -348,8 +271,6 @@ def bleu_by_length(
     edges=(0, 6, 9, 12, 100),
 ) -> Figure:
     """Corpus BLEU-4 of the images grouped by the length of their generated caption."""
-    from helpers import metrics
-
     labels, scores, counts = [], [], []
     for low, high in zip(edges, edges[1:]):
         group = [n for n, h in hypotheses.items() if low < len(metrics.tokens(h)) <= high]

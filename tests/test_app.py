@@ -235,3 +235,27 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
     assert "model must be one of [&#x27;scst&#x27;, &#x27;attention&#x27;" in answer.text
     only = create_app(captioners(tiny_bundle[0], ["attention"])).test_client()
     assert '<option value="scst"' not in only.get("/").get_data(as_text=True)
+
+
+def test_refusals_of_the_api_are_json_and_say_which_limit(app, tiny_bundle):
+    big = post(app.test_client(), jpeg() + b"\0" * 60_000, path="/api/caption")
+    assert big.status_code == 413 and "upload limit" in big.get_json()["error"]
+    roomy = create_app([Captioner(tiny_bundle[0])], max_upload_mb=2)
+    parts = {f"f{i}": "x" for i in range(1500)}  # small, but too many parts for Werkzeug
+    many = roomy.test_client().post(
+        "/api/caption",
+        data={"image": (io.BytesIO(jpeg()), "p.jpg"), **parts},
+        content_type="multipart/form-data",
+    )
+    assert many.status_code == 413 and "form parts" in many.get_json()["error"]
+
+
+def test_a_file_without_a_readable_name_is_still_captioned(app):
+    answer = post(app.test_client(), jpeg(), name="", path="/api/caption")
+    assert answer.status_code == 200 and answer.get_json()["image"] == "the uploaded file"
+
+
+def test_a_silent_connection_is_closed():
+    from helpers.app import CONNECTION_TIMEOUT_SECONDS, TimedHandler
+
+    assert TimedHandler.timeout == CONNECTION_TIMEOUT_SECONDS <= 60

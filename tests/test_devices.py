@@ -10,8 +10,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_train import CFG, tiny_corpus
+from test_train import CFG, corpus_of, tiny_corpus
 
+from helpers import corpus as corpora
 from helpers import devices, train
 from helpers import model as models
 from helpers.config import get_config
@@ -46,7 +47,8 @@ def attention_model(seed=0):
     model = models.build(
         "attention", cfg, len(vocabulary), features.shape[1:], np.zeros(6), np.ones(6)
     )
-    rows, tokens = train.caption_table(captions, names, vocabulary, names)
+    corpus = corpus_of(features, names, captions, {"train": names}, vocabulary)
+    rows, tokens = corpus.table("train")
     return model, features[rows].astype(np.float32), tokens, vocabulary
 
 
@@ -59,7 +61,7 @@ def test_xla_gives_the_same_loss_weights_and_captions():
             loss=train.masked_loss(),
             jit_compile=jit_compile,
         )
-        inputs, targets, sample_weights = train.teacher_forcing(features, tokens)
+        inputs, targets, sample_weights = corpora.teacher_forcing(features, tokens)
         losses.append(
             [
                 float(model.train_on_batch(inputs, targets, sample_weights))
@@ -90,23 +92,22 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 sys.path.insert(0, sys.argv[1])
-from helpers import devices, features, sample, train
+from helpers import cache, devices, features, sample, train
 from helpers import model as models
-from test_train import CFG, tiny_corpus
+from helpers.corpus import make_dataset
+from test_train import CFG, corpus_of, tiny_corpus
 
 out = sys.argv[2]
 two = devices.distribution_strategy(["/cpu:0", "/cpu:1"])
 one = devices.distribution_strategy(["/cpu:0"])
 assert two.num_replicas_in_sync == 2 and one.num_replicas_in_sync == 1
-features_, names, captions, splits, vocabulary = tiny_corpus()
-table = {
-    split: train.caption_table(captions, splits[split], vocabulary, names)
-    for split in ("train", "dev")
-}
+corpus = corpus_of(*tiny_corpus())
+features_, vocabulary = corpus.features, corpus.vocabulary
+table = {split: corpus.table(split) for split in ("train", "dev")}
 
 
 def datasets(batch_size):  # in order: tf.data's shuffle differs once distributed
-    return [train.make_dataset(features_, *table[s], batch_size) for s in table]
+    return [make_dataset(features_, *table[s], batch_size) for s in table]
 
 
 results = {}
@@ -119,10 +120,8 @@ for name, strategy, batch in [("one", one, 16), ("two", two, 8)]:
             "attention", cfg, len(vocabulary), features_.shape[1:], np.zeros(6), np.ones(6)
         )
 
-    model, log = train.fit(
-        f"{out}/{name}", {"run": name}, build, datasets, cfg,
-        cfg.epochs, cfg.learning_rate, verbose=0, strategy=strategy,
-    )
+    job = train.Job({"run": name}, build, datasets, cfg.epochs, cfg.learning_rate)
+    model, log = train.fit(job, cfg, f"{out}/{name}", strategy=strategy)
     results[f"{name}_loss"] = [row["loss"] for row in log]
     for i, weight in enumerate(model.get_weights()):
         results[f"{name}_w{i}"] = weight
@@ -133,7 +132,7 @@ for name, strategy in [("one", one), ("two", two)]:
         pictures, f"{out}/features-{name}", weights=None, image_size=32,
         batch_size=2, progress=False, strategy=strategy,
     )
-    results[f"{name}_features"] = features.load_features(f"{out}/features-{name}")[0]
+    results[f"{name}_features"] = cache.load_features(f"{out}/features-{name}")[0]
 np.savez(f"{out}/results.npz", **results)
 """
 
@@ -144,8 +143,7 @@ def test_two_devices_train_and_extract_like_one(tmp_path):
     Training goes through `train.fit`, the loop of `train` and `fine_tune`, with the
     batches in order: tf.data's seeded shuffle draws another order once distributed.
     """
-    # Without oneDNN's graph rewrites: on some CPUs (seen on an AMD EPYC, 2026-12-01)
-    # they wire the second logical CPU's first convolution to the wrong input ("input
+    # Without oneDNN's graph rewrites: on some CPUs (an AMD EPYC among them) they wire the second logical CPU's first convolution to the wrong input ("input
     # depth must be evenly divisible by filter depth: 3 vs 64"). GPUs do not use them.
     subprocess.run(
         [sys.executable, "-c", TWO_DEVICES, str(Path(__file__).parent), str(tmp_path)],

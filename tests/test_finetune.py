@@ -6,29 +6,30 @@ import keras
 import numpy as np
 import pytest
 
-from helpers import bundle, data, features, finetune, sample, train
+from helpers import bundle, cache, data, encoders, features, finetune, sample
 from helpers import model as models
 from helpers.app import create_app
 from helpers.caption import Captioner
 from helpers.config import get_config
+from helpers.corpus import Corpus
 from helpers.text import Vocabulary
 
 SIZE = 32  # VGG16 block4_pool and block5_conv3 are 2x2 here
 
 
-@pytest.mark.parametrize("name", sorted(features.ENCODERS))
+@pytest.mark.parametrize("name", sorted(encoders.ENCODERS))
 def test_the_tuned_part_on_the_frozen_output_is_the_whole_encoder(name):
-    encoder = features.build_encoder(name, None, SIZE, seed=3)
-    spec = features.ENCODERS[name]
+    encoder = encoders.build_encoder(name, None, SIZE, seed=3)
+    spec = encoders.ENCODERS[name]
     frozen = keras.Model(encoder.input, encoder.get_layer(spec.frozen).output)
-    part = features.tuned_part(encoder, name)
+    part = encoders.tuned_part(encoder, name)
     images = np.random.default_rng(0).uniform(-100, 100, (2, SIZE, SIZE, 3))
     whole = encoder.predict_on_batch(images.astype("float32"))
     np.testing.assert_allclose(part(frozen(images)), whole, rtol=1e-4, atol=1e-3)
     trainable = {layer.name for layer in part.layers if layer.trainable_weights}
     assert trainable and all(n.startswith(spec.tuned) for n in trainable)
     assert not any("_bn" in n for n in trainable)  # BatchNorm keeps its statistics
-    assert 0 < features.conv_flops(part) < features.conv_flops(encoder) / 4
+    assert 0 < encoders.conv_flops(part) < encoders.conv_flops(encoder) / 4
 
 
 def test_conv_flops_counts_two_per_multiply_add():
@@ -36,11 +37,11 @@ def test_conv_flops_counts_two_per_multiply_add():
     outputs = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     outputs = keras.layers.Conv2D(5, 1, strides=2)(outputs)
     model = keras.Model(inputs, outputs)
-    assert features.conv_flops(model) == 2 * (8 * 8 * 9 * 3 * 4 + 4 * 4 * 4 * 5)
+    assert encoders.conv_flops(model) == 2 * (8 * 8 * 9 * 3 * 4 + 4 * 4 * 4 * 5)
 
 
 def test_vgg16_at_224_costs_its_published_15_5_gigamacs():
-    table = {row["encoder"]: row for row in features.encoder_table()}
+    table = {row["encoder"]: row for row in encoders.encoder_table()}
     assert abs(table["vgg16"]["gflops"] / 2 - 15.35) < 0.05  # convolutions only
     assert table["resnet50"]["grid"] == "7x7" and table["resnet152"]["channels"] == 2048
     assert table["vgg16"]["cache_gb"] == pytest.approx(8091 * 196 * 512 * 2 / 1e9)
@@ -53,10 +54,8 @@ def tuned(tmp_path_factory):
     dataset = data.load_dataset(sample.write_sample(root / "data", 24, seed=8))
     extract = dict(weights=None, image_size=SIZE, batch_size=8, seed=5, progress=False)
     index = features.extract(dataset.image_paths, root / "features", **extract)
-    cache_index = features.extract(
-        dataset.image_paths, root / "frozen", layer="block4_pool", **extract
-    )
-    cache, _ = features.load_features(root / "frozen")
+    features.extract(dataset.image_paths, root / "frozen", layer="block4_pool", **extract)
+    frozen_cache, cache_index = cache.load_features(root / "frozen")
     cfg = get_config(
         "ci", embedding_dim=8, units=16, attention_dim=8, batch_size=10, learning_rate=0.1
     )
@@ -68,15 +67,17 @@ def tuned(tmp_path_factory):
     )
     decoder((np.zeros((1, 4, 512), "float32"), np.ones((1, 2), "int32")))
     before = [w.copy() for w in decoder.get_weights()]
-    args = (decoder, cache, cache_index, cfg, dataset.captions, dataset.splits)
-    model, log = finetune.fine_tune(*args, vocabulary, root / "run", epochs=1, verbose=0)
+    frozen = Corpus(
+        frozen_cache, cache_index, dataset.captions, dataset.splits, vocabulary
+    )
+    model, log = finetune.fine_tune(decoder, frozen, cfg, root / "run", epochs=1)
     return locals()
 
 
 def test_fine_tuning_trains_the_last_block_and_a_copy_of_the_decoder(tuned):
     model, log = tuned["model"], tuned["log"]
     assert len(log) == 1 and np.isfinite(log[0]["loss"])
-    original = features.build_encoder("vgg16", None, SIZE, seed=5)
+    original = encoders.build_encoder("vgg16", None, SIZE, seed=5)
     for layer in model.tuned.layers:
         if layer.weights:
             start = original.get_layer(layer.name).get_weights()[0]
@@ -90,31 +91,23 @@ def test_fine_tuning_trains_the_last_block_and_a_copy_of_the_decoder(tuned):
 def test_a_finished_fine_tuning_is_reused_and_reloads_the_same(tuned):
     log = (tuned["root"] / "run" / "log.csv").read_text()
     again, _ = finetune.fine_tune(
-        *tuned["args"], tuned["vocabulary"], tuned["root"] / "run", epochs=1, verbose=0
+        tuned["decoder"], tuned["frozen"], tuned["cfg"], tuned["root"] / "run", epochs=1
     )
     assert (tuned["root"] / "run" / "log.csv").read_text() == log
     assert isinstance(again, finetune.FineTuner)
     rows = np.arange(3)
     np.testing.assert_allclose(
-        finetune.tuned_features(again.tuned, tuned["cache"], rows),
-        finetune.tuned_features(tuned["model"].tuned, tuned["cache"], rows),
+        finetune.tuned_features(again.tuned, tuned["frozen_cache"], rows),
+        finetune.tuned_features(tuned["model"].tuned, tuned["frozen_cache"], rows),
         rtol=1e-5,
     )
 
 
 def test_fine_tuning_refuses_a_cache_of_another_layer(tuned):
-    features_cache, index = features.load_features(tuned["root"] / "features")
+    features_cache, index = cache.load_features(tuned["root"] / "features")
+    other = Corpus(features_cache, index, {}, {}, tuned["vocabulary"])
     with pytest.raises(ValueError, match="fine-tuning reads block4_pool"):
-        finetune.fine_tune(
-            tuned["decoder"],
-            features_cache,
-            index,
-            tuned["cfg"],
-            {},
-            {},
-            tuned["vocabulary"],
-            tuned["root"] / "other",
-        )
+        finetune.fine_tune(tuned["decoder"], other, tuned["cfg"], tuned["root"] / "other")
 
 
 def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
@@ -139,11 +132,11 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
     assert "random-he-normal(seed=5) weights, fine-tuned" in page
     names = dataset.splits["test"][:2]
     pictures = [captioner.load(dataset.image_paths[n]) for n in names]
-    rows = features.rows_of(names, tuned["cache_index"]["names"])
-    expected = finetune.tuned_features(model.tuned, tuned["cache"], rows)
+    rows = cache.rows_of(names, tuned["cache_index"]["names"])
+    expected = finetune.tuned_features(model.tuned, tuned["frozen_cache"], rows)
     scale = np.abs(expected).max()  # the cache rounds to float16
     np.testing.assert_allclose(captioner.encode(pictures), expected, atol=scale * 2e-3)
-    frozen = features.load_features(tuned["root"] / "features")[0][rows]
+    frozen = cache.load_features(tuned["root"] / "features")[0][rows]
     assert np.abs(frozen - expected).max() > scale * 0.01  # the tuned layers differ
 
     with pytest.raises(ValueError, match="trained on other features: tuned_layers"):
@@ -159,11 +152,11 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
 
 def test_scaled_adam_moves_the_scaled_variables_in_smaller_steps():
     slow, fast = keras.Variable(np.ones(3), name="slow"), keras.Variable(np.ones(3))
-    optimizer = train.ScaledAdam(0.01, scales={slow.path: 0.1})
+    optimizer = finetune.ScaledAdam(0.01, scales={slow.path: 0.1})
     optimizer.apply([np.full(3, 0.5), np.full(3, 0.5)], [slow, fast])
     np.testing.assert_allclose(1 - slow.numpy(), 0.1 * (1 - fast.numpy()), rtol=1e-5)
     np.testing.assert_allclose(1 - fast.numpy(), 0.01, rtol=1e-4)
-    restored = train.ScaledAdam.from_config(optimizer.get_config())
+    restored = finetune.ScaledAdam.from_config(optimizer.get_config())
     assert restored.scales == {slow.path: 0.1}
 
 
@@ -177,8 +170,8 @@ def test_features_from_the_frozen_cache_match_the_pictures_and_keep_the_skipped(
     index = features.extract(
         paths, tmp_path / "derived", source=tmp_path / "frozen", **extract
     )
-    derived, _ = features.load_features(tmp_path / "derived")
-    direct, direct_index = features.load_features(root / "features")
+    derived, _ = cache.load_features(tmp_path / "derived")
+    direct, direct_index = cache.load_features(root / "features")
     assert index["layer"] == "block5_conv3" and list(index["skipped"]) == ["broken.jpg"]
     assert not derived[-1].any()  # a skipped picture's row stays zero
     scale = np.abs(direct).max()

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 from skimage import data as photos
 
-from helpers import features, lite0
+from helpers import encoders, lite0
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_the_converted_network_names_what_a_person_sees(classifier, photo, expec
 
 
 def test_the_feature_grid_is_the_7x7x1280_head(tmp_path):
-    encoder = features.build_encoder("efficientnet_lite0", "imagenet", 224)
+    encoder = encoders.build_encoder("efficientnet_lite0", "imagenet", 224)
     grid = encoder.predict_on_batch(
         lite0.preprocess(np.asarray(photos.coffee()[None, :224, :224], np.float32))
     )

@@ -37,11 +37,22 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
     ]
     assert "profile = None" in parameters.source and "overrides = {}" in parameters.source
     setup = [c for c in notebook.cells if c.cell_type == "code"][1]
-    assert "cfg = get_config(profile, **overrides)" in setup.source
-    assert "print(describe(cfg))\nprint(devices.prepare(cfg))" in setup.source
+    assert "session.start(profile, overrides)" in setup.source
     # helpers first: it starts TensorFlow without the log lines (see the test below)
     imports = re.findall(r"^(?:from|import) (\w+)", setup.source, re.MULTILINE)
     assert "keras" not in imports and "tensorflow" not in imports, path.name
+
+
+def test_a_notebook_starts_with_one_call_that_says_what_it_looks_at(capsys):
+    from helpers import session
+
+    cfg, out, device = session.start("ci", {"epochs": 3})
+    printed = capsys.readouterr().out
+    assert cfg.profile == "ci" and cfg.epochs == 3 and out.name == "ci" and out.is_dir()
+    assert printed.startswith("Profile 'ci': the generated sample (400 pictures")
+    assert device.startswith("Device: CPU") and printed.rstrip().endswith(device)
+    table = session.config_table(cfg)
+    assert "| `epochs` | 3 |" in table and table.count("\n") < 30
 
 
 # A measured result written into prose: 0.334, 1.616, 0.22 (drifts from the run beside it).

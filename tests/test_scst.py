@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from test_decode import FEATURES, VOCABULARY, Chain
-from test_train import tiny_corpus
+from test_train import corpus_of, tiny_corpus
 
 from helpers import metrics, scst
 from helpers import model as models
@@ -162,11 +162,11 @@ def test_self_critical_training_resumes_logs_rewards_and_is_reused(tmp_path):
     features, names, captions, splits, vocabulary = tiny_corpus()
     decoder = tiny_decoder(vocabulary)
     weights = [w.copy() for w in decoder.get_weights()]
-    args = (decoder, CFG, features, names, captions, splits, vocabulary, tmp_path)
+    args = (decoder, corpus_of(*tiny_corpus()), CFG, tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        scst.train_scst(*args, extra_callbacks=[Interrupt()], verbose=0)
+        scst.train_scst(*args, callbacks=[Interrupt()])
     assert (tmp_path / "backup").exists() and not (tmp_path / "summary.json").exists()
-    model, log = scst.train_scst(*args, verbose=0)
+    model, log = scst.train_scst(*args)
     assert [row["epoch"] for row in log] == [0, 1, 2], "epochs 0-1 are not run again"
     assert all(0 <= row["reward"] <= 10 and 0 <= row["val_cider"] <= 10 for row in log)
     best = max(row["val_cider"] for row in log)
@@ -177,5 +177,5 @@ def test_self_critical_training_resumes_logs_rewards_and_is_reused(tmp_path):
     assert reward(model(dev).numpy(), np.arange(4)).mean() == pytest.approx(best, 1e-5)
     for mine, given in zip(decoder.get_weights(), weights):  # the input is left alone
         np.testing.assert_array_equal(mine, given)
-    again, log_again = scst.train_scst(*args, verbose=0)
+    again, log_again = scst.train_scst(*args)
     assert log_again == log

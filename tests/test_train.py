@@ -10,8 +10,10 @@ import keras
 import numpy as np
 import pytest
 
+from helpers import corpus as corpora
 from helpers import train
 from helpers.config import get_config
+from helpers.corpus import Corpus
 from helpers.text import Vocabulary
 
 CFG = get_config(
@@ -34,26 +36,32 @@ def tiny_corpus(images=24, grid=4, dim=6):
     return features, names, captions, splits, vocabulary
 
 
+def corpus_of(features, names, captions, splits, vocabulary, **index) -> Corpus:
+    """A Corpus of a tiny corpus's parts (`index`: more of the cache's index)."""
+    return Corpus(features, {"names": names, **index}, captions, splits, vocabulary)
+
+
 def test_caption_table_and_batches_never_copy_features_per_prefix():
-    features, names, captions, splits, vocabulary = tiny_corpus()
-    rows, tokens = train.caption_table(captions, splits["train"], vocabulary, names)
+    corpus = corpus_of(*tiny_corpus())
+    features, vocabulary = corpus.features, corpus.vocabulary
+    rows, tokens = corpus.table("train")
     assert rows.shape == (32,) and tokens.shape == (32, vocabulary.max_length + 2)
     assert rows[:2].tolist() == [0, 0], "one row per caption, pointing at its image"
     (batch_features, inputs), targets, weights = next(
-        iter(train.make_dataset(features, rows, tokens, batch_size=5))
+        iter(corpora.make_dataset(features, rows, tokens, batch_size=5))
     )
     assert batch_features.shape == (5, 4, 6) and batch_features.dtype == "float32"
     np.testing.assert_array_equal(batch_features[0], features[0].astype(np.float32))
     np.testing.assert_array_equal(inputs[:, 1:], targets[:, :-1])
     np.testing.assert_array_equal(weights, (targets.numpy() != 0).astype(np.float32))
     with pytest.raises(ValueError, match="no feature row"):
-        train.caption_table(captions, ["ghost.jpg"], vocabulary, names)
+        corpus.rows(["ghost.jpg"])
 
 
 def test_feature_statistics_match_numpy():
     features = np.random.default_rng(1).normal(3, 2, size=(50, 4, 3)).astype(np.float16)
     rows = np.array([0, 0, 5, 7, 9, 9, 20])
-    mean, variance = train.feature_statistics(features, rows, chunk=2)
+    mean, variance = corpora.feature_statistics(features, rows, chunk=2)
     chosen = features[np.unique(rows)].astype(np.float64).reshape(-1, 3)
     np.testing.assert_allclose(mean, chosen.mean(0), rtol=1e-5)
     np.testing.assert_allclose(variance, chosen.var(0), rtol=1e-4)
@@ -67,36 +75,33 @@ class Interrupt(keras.callbacks.Callback):
 
 @pytest.mark.parametrize("kind", ["attention", "merge"])
 def test_interrupted_fit_resumes_where_it_stopped(kind, tmp_path):
-    features, names, captions, splits, vocabulary = tiny_corpus()
-    args = (kind, CFG, features, names, captions, splits, vocabulary, tmp_path)
+    args = (corpus_of(*tiny_corpus()), CFG, kind, tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        train.train(*args, extra_callbacks=[Interrupt()], verbose=0)
+        train.train(*args, callbacks=[Interrupt()])
     assert (tmp_path / "backup").exists() and not (tmp_path / "summary.json").exists()
-    model, log = train.train(*args, verbose=0)
+    model, log = train.train(*args)
     assert [row["epoch"] for row in log] == [0, 1, 2], "epochs 0-1 are not run again"
     assert not (tmp_path / "backup").exists() and (tmp_path / "summary.json").exists()
     # A finished run is reused as it is; other settings start afresh.
-    again, log_again = train.train(*args, verbose=0)
+    again, log_again = train.train(*args)
     assert log_again == log
     np.testing.assert_array_equal(again.get_weights()[0], model.get_weights()[0])
-    _, shuffled_log = train.train(*args, shuffle_features=True, epochs=1, verbose=0)
+    _, shuffled_log = train.train(*args, shuffle_features=True, epochs=1)
     assert len(shuffled_log) == 1
 
 
 def test_a_folder_with_other_files_is_refused_and_left_alone(tmp_path):
-    features, names, captions, splits, vocabulary = tiny_corpus()
     (tmp_path / "thesis.tex").write_text("mine")
-    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    args = (corpus_of(*tiny_corpus()), CFG, "merge", tmp_path)
     with pytest.raises(ValueError, match="not written by this project"):
-        train.train(*args, epochs=1, verbose=0)
+        train.train(*args, epochs=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
 
 
 def test_a_stale_run_is_replaced_out_loud(tmp_path, capsys):
-    features, names, captions, splits, vocabulary = tiny_corpus()
-    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
-    train.train(*args, epochs=1, verbose=0)
-    train.train(*args, epochs=2, verbose=0)
+    args = (corpus_of(*tiny_corpus()), CFG, "merge", tmp_path)
+    train.train(*args, epochs=1)
+    train.train(*args, epochs=2)
     assert "removing the run trained with other epochs" in capsys.readouterr().err
 
 
@@ -109,21 +114,15 @@ def test_other_captions_or_features_make_another_run():
         given = dict(features=features, captions=captions, splits=splits) | changes
         captured = {}
 
-        def fit(out, settings, *rest, **options):
-            captured.update(settings)
+        def fit(job, *rest, **options):
+            captured.update(job.settings)
 
         with pytest.MonkeyPatch.context() as patch:
             patch.setattr(train, "fit", fit)
-            train.train(
-                "merge",
-                CFG,
-                given["features"],
-                names,
-                given["captions"],
-                given["splits"],
-                vocabulary,
-                "unused",
+            corpus = corpus_of(
+                given["features"], names, given["captions"], given["splits"], vocabulary
             )
+            train.train(corpus, CFG, "merge", "unused")
         key = json.dumps(captured, sort_keys=True)
         assert key not in seen, f"{list(changes)} did not change the run's identity"
         seen.add(key)
@@ -152,20 +151,18 @@ def kill_during_second_backup():
 
 
 def test_a_kill_in_the_middle_of_a_backup_still_resumes(tmp_path, monkeypatch):
-    features, names, captions, splits, vocabulary = tiny_corpus()
-    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    args = (corpus_of(*tiny_corpus()), CFG, "merge", tmp_path)
     with monkeypatch.context() as patch:
         patch.setattr(keras.Model, "save_weights", kill_during_second_backup())
         with pytest.raises(KeyboardInterrupt):
-            train.train(*args, verbose=0)
-    _, log = train.train(*args, verbose=0)
+            train.train(*args)
+    _, log = train.train(*args)
     assert [row["epoch"] for row in log] == [0, 1, 2], "resumed from the first backup"
 
 
 def test_a_kill_as_training_ends_leaves_a_finished_run(tmp_path, monkeypatch):
     # Killed after the last epoch, while the backup is being removed: the run is done.
-    features, names, captions, splits, vocabulary = tiny_corpus()
-    args = ("merge", CFG, features, names, captions, splits, vocabulary, tmp_path)
+    args = (corpus_of(*tiny_corpus()), CFG, "merge", tmp_path)
 
     def killed(callback, logs=None):
         raise KeyboardInterrupt("simulated kill as training ends")
@@ -173,9 +170,9 @@ def test_a_kill_as_training_ends_leaves_a_finished_run(tmp_path, monkeypatch):
     with monkeypatch.context() as patch:
         patch.setattr(keras.callbacks.BackupAndRestore, "on_train_end", killed)
         with pytest.raises(KeyboardInterrupt):
-            train.train(*args, verbose=0)
+            train.train(*args)
     assert json.loads((tmp_path / "summary.json").read_text())["epochs_run"] == 3
-    _, log = train.train(*args, verbose=0)
+    _, log = train.train(*args)
     assert [row["epoch"] for row in log] == [0, 1, 2], "reused, not trained again"
 
 
@@ -192,28 +189,10 @@ def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
         learning_rate=1e-2,
         dropout=0.0,
     )
-    real, log = train.train(
-        "attention",
-        cfg,
-        features,
-        names,
-        captions,
-        splits,
-        vocabulary,
-        tmp_path / "real",
-        verbose=0,
-    )
+    corpus = corpus_of(features, names, captions, splits, vocabulary)
+    real, log = train.train(corpus, cfg, "attention", tmp_path / "real")
     _, blind = train.train(
-        "attention",
-        cfg,
-        features,
-        names,
-        captions,
-        splits,
-        vocabulary,
-        tmp_path / "blind",
-        shuffle_features=True,
-        verbose=0,
+        corpus, cfg, "attention", tmp_path / "blind", shuffle_features=True
     )
     assert log[-1]["loss"] < log[0]["loss"]
     # Colour is only in the features: the real model must beat the blind one on dev.
@@ -226,14 +205,10 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework import config  # is_op_determinism_enabled is not public
 sys.path.insert(0, sys.argv[1])
-from test_train import CFG, tiny_corpus
+from test_train import CFG, corpus_of, tiny_corpus
 from helpers import train
-features, names, captions, splits, vocabulary = tiny_corpus()
 cfg = CFG.__class__(**{**CFG.__dict__, "deterministic": True, "epochs": 2})
-model, _ = train.train(
-    "merge", cfg, features, names, captions, splits, vocabulary, sys.argv[2],
-    verbose=0,
-)
+model, _ = train.train(corpus_of(*tiny_corpus()), cfg, "merge", sys.argv[2])
 assert config.is_op_determinism_enabled()
 assert tf.config.threading.get_inter_op_parallelism_threads() == 1
 np.savez(sys.argv[3], *model.get_weights())

@@ -1,4 +1,4 @@
-"""Atomic file writes (a reader never sees a half-written file) and folder ownership.
+"""Atomic file writes, bounded reads of untrusted files, and folder ownership.
 
 Every folder our jobs write carries the marker file `OWNED`. Only such a folder is ever
 emptied or replaced; any other non-empty folder is refused with a ValueError, so a

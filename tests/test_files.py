@@ -2,16 +2,16 @@
 
 import pytest
 
-from helpers import io, sample
+from helpers import files, sample
 
 
 def test_a_staged_folder_replaces_ours_at_once_or_not_at_all(tmp_path):
     target = tmp_path / "out"
     for text in ("old", "new"):
-        with io.staged(target) as staging:
+        with files.staged(target) as staging:
             (staging / "result.txt").write_text(text)
     assert (target / "result.txt").read_text() == "new"
-    with pytest.raises(KeyboardInterrupt), io.staged(target) as staging:
+    with pytest.raises(KeyboardInterrupt), files.staged(target) as staging:
         (staging / "result.txt").write_text("half")
         raise KeyboardInterrupt
     assert (target / "result.txt").read_text() == "new"
@@ -26,10 +26,10 @@ def test_what_is_not_ours_is_refused_and_kept(tmp_path, kind):
         (target / "thesis.tex").write_text("years of work")
     else:
         target.write_text("years of work")
-    with pytest.raises(ValueError, match="left alone"), io.staged(target):
+    with pytest.raises(ValueError, match="left alone"), files.staged(target):
         pass
     with pytest.raises(ValueError, match="left alone"):
-        io.remove_folder(target, "a test")
+        files.remove_folder(target, "a test")
     with pytest.raises(ValueError, match="left alone"):
         sample.write_sample(target, 8)
     assert (
@@ -41,16 +41,16 @@ def test_what_is_not_ours_is_refused_and_kept(tmp_path, kind):
 def test_an_empty_folder_is_adopted_and_a_claimed_one_can_be_removed(tmp_path, capsys):
     folder = tmp_path / "empty"
     folder.mkdir()
-    io.claim_folder(folder)
+    files.claim_folder(folder)
     (folder / "log.csv").write_text("epoch\n")
-    io.remove_folder(folder, "the stale run")
+    files.remove_folder(folder, "the stale run")
     assert not folder.exists()
     assert "removing the stale run" in capsys.readouterr().err
 
 
 def test_atomic_json_round_trip_and_bad_json_is_named(tmp_path):
-    path = io.write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
-    assert io.read_json(path) == {"x": [1, 2]}
+    path = files.write_json_atomic(tmp_path / "a.json", {"x": [1, 2]})
+    assert files.read_json(path) == {"x": [1, 2]}
     path.write_text('{"x": \n[1, 2')
     with pytest.raises(ValueError, match=r"a\.json:2: not valid JSON"):
-        io.read_json(path)
+        files.read_json(path)
