@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-$(EXTRAS)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full test-gpu gpu-nbval
+.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full test-gpu gpu-nbval report
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,13 +20,17 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	CAPTION_PROFILE=sample $(PY) -m helpers.run
 
+# The tables of measured numbers in README.md and docs/, from the latest runs' JSON.
+report: $(STAMP)
+	$(PY) -m helpers.report --collect
+
 # JupyterLab on the notebooks, with the `captioning` kernel of .venv; CAPTION_PROFILE
 # (default sample) reaches the kernels.
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --notebook-dir=notebooks
 
 # The unit tests (two workers) and nbval (one kernel, often waiting on Python) run side
-# by side: together they keep both cores busy (README, Tests: the times).
+# by side: together they keep both cores busy.
 test: lint notebooks-stripped
 	$(MAKE) -j2 --output-sync=target unit nbval
 

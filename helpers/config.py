@@ -63,7 +63,7 @@ class Config:
     variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
     deterministic: bool = False  # same weights every run, slower: devices.set_determinism
     # Fine-tuning (helpers/finetune.py): the encoder's last block and the decoder
-    # Calibrated on the sample (notebook 07, README): larger steps lose what the
+    # Calibrated on the sample (docs/experiments.md): larger steps lose what the
     # decoder learnt before they gain.
     finetune_learning_rate_scale: float = 0.05  # decoder: times learning_rate
     finetune_cnn_scale: float = 0.03  # the CNN part: times the decoder's rate
@@ -129,12 +129,16 @@ PRESETS: dict[str, Config] = {
     ),
     # The real thing: Flickr8k with ImageNet VGG16 on a GPU.
     "flickr8k": Config(
-        profile="flickr8k", data_dir="data/flickr8k", sample_images=0, needs_gpu=True
+        profile="flickr8k",
+        data_dir="data/flickr8k",
+        sample_images=0,
+        needs_gpu=True,
+        block_repeated_trigrams=True,  # real captions loop ("a group of a group of")
     ),
 }
 # `make test-gpu`: the notebooks as tests on a GPU kernel. A larger generated sample
 # (2,000 pictures, no download) and the full-size decoder of flickr8k; about 10
-# minutes on one modern GPU (README: projection).
+# minutes on one modern GPU (a projection, docs/gpu.md).
 PRESETS["gpu"] = dataclasses.replace(
     _CI,
     profile="gpu",
@@ -164,7 +168,7 @@ PRESETS["flickr8k-cpu"] = dataclasses.replace(
     epochs=5,
     patience=2,
 )
-# Bigger datasets, the same notebooks: real data in their folders (data/README.md),
+# Bigger datasets, the same notebooks: real data in their folders (docs/datasets.md),
 # Karpathy's split when its dataset_<name>.json is there. Sized for one GPU.
 PRESETS["flickr30k"] = dataclasses.replace(
     PRESETS["flickr8k"], profile="flickr30k", data_dir="data/flickr30k"
@@ -206,7 +210,7 @@ def sample_model_note(cfg: Config) -> str | None:
         f"note: this model was trained on the generated sample (profile {cfg.profile!r}): "
         "it only knows pictures of coloured shapes and will not describe photographs. "
         "For a model of real photos, train one on Flickr8k with `make flickr8k` "
-        "(see the README)."
+        "(see docs/datasets.md)."
     )
 
 

@@ -235,11 +235,11 @@ def load_profile_dataset(cfg: Config) -> Dataset:
             f"get it with `python -m helpers.data download {folder.name} --to "
             f"{folder.parent}`"
             if folder.name in download.DATASETS
-            else "it has no open download: see data/README.md for where to get it"
+            else "it has no open download: see docs/datasets.md for where to get it"
         )
         raise FileNotFoundError(
             f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
-            "(see data/README.md)"
+            "(see docs/datasets.md)"
         )
     return load_dataset(folder, seed=cfg.seed)
 

@@ -23,7 +23,7 @@ CPU_HOURS = 25
 # Mixed precision pays off from Volta (compute capability 7.0, tensor cores) on.
 MIXED_PRECISION_CAPABILITY = (7, 0)
 # Whether XLA (jit_compile) makes each job faster, per device type: benchmarks/xla.py
-# prints both on the device at hand. 2 CPU cores, flickr8k-cpu sizes (2026-11-23):
+# prints both on the device at hand. 2 CPU cores, flickr8k-cpu sizes:
 # training steps 0.82-0.88x with XLA (slower), greedy decoding 1.32-1.36x and beam 3
 # 1.13-1.16x (faster; compiling adds under a second). GPUs: XLA fuses the many small
 # per-word ops of the attention step; not measured here (no GPU): run the benchmark.
@@ -94,10 +94,9 @@ def device_problem(cfg: Config) -> str | None:
 def set_determinism(cfg: Config) -> None:
     """With `cfg.deterministic`, make every run of the same code give the same weights.
 
-    TensorFlow's op determinism alone was not enough on this CPU: with ops running side
-    by side (the default), a small merge model's weights differed in the last bits
-    between runs (2 of 3 repeats on an idle CPU, 8 of 17 on a busy one; README,
-    Profiles). So ops also run one at a time. Both settings hold for the whole process,
+    TensorFlow's op determinism alone was not enough on a CPU: with ops running side by
+    side (the default), a small merge model's weights differed in the last bits between
+    runs (docs/reproducibility.md). So ops also run one at a time. Both settings hold for the whole process,
     and the second can only be made before TensorFlow runs its first op: `prepare`
     calls this.
     """

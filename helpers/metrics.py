@@ -137,7 +137,7 @@ def evaluate(
     meteor: bool | None = None,
 ) -> dict[str, float]:
     """BLEU-1..4, CIDEr-D, ROUGE-L (and METEOR if Java is found or asked for)."""
-    gts, res = _coco_format(references, hypotheses)
+    gts, res = coco_format(references, hypotheses)
     result = bleu(references, hypotheses)
     result["cider"] = float(Cider().compute_score(gts, res)[0])
     result["rouge_l"] = float(Rouge().compute_score(gts, res)[0])
@@ -174,11 +174,11 @@ def _meteor():
 
 def cider_per_image(references: dict[str, list[str]], hypotheses: dict[str, str]):
     """CIDEr-D of each image, to find the best and worst captions."""
-    gts, res = _coco_format(references, hypotheses)
+    gts, res = coco_format(references, hypotheses)
     return dict(zip(gts, map(float, Cider().compute_score(gts, res)[1])))
 
 
-def _coco_format(references, hypotheses):
+def coco_format(references, hypotheses):
     """pycocoevalcap's input: {image: [normalised strings]} for both sides, same order."""
     names = _pairs(references, hypotheses)
     gts = {n: [" ".join(tokens(r)) for r in references[n]] for n in names}
