@@ -240,6 +240,18 @@ def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None)
     return sum(image_outputs(cell) for cell in content["cells"])
 
 
+def parse_override(item: str) -> tuple[str, object]:
+    """FIELD=VALUE with VALUE read as JSON when it is JSON (3, 0.5, true, null), else
+    as a string (a path)."""
+    field, equals, value = item.partition("=")
+    if not equals:
+        raise ValueError(f"--set {item}: expected FIELD=VALUE")
+    try:
+        return field, json.loads(value)
+    except json.JSONDecodeError:
+        return field, value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.run", description=__doc__)
     parser.add_argument(
@@ -253,11 +265,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only check that the profile's device is here (a GPU for flickr8k)",
     )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="config overrides for every notebook, e.g. data_dir=/data/Flickr8k epochs=3",
+    )
     args = parser.parse_args(argv)
+    try:
+        overrides = dict(parse_override(item) for item in args.set)
+        cfg = get_config(**overrides)
+    except ValueError as error:
+        parser.error(str(error))
     if args.register_kernel:  # at install time: needs neither a profile nor a GPU
         print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
         return 0
-    cfg = get_config()
     problem = devices.device_problem(cfg)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -280,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     for notebook in notebooks:
         start = time.time()
         print(f"== {notebook.name} ({cfg.profile})", flush=True)
-        images = run_notebook(notebook, executed)
+        images = run_notebook(notebook, executed, {"overrides": overrides})
         times[notebook.stem] = round(time.time() - start)
         print(f"   {times[notebook.stem]} s, {images} figures shown -> {executed}")
         write_json_atomic(artifacts_dir(cfg) / RUN, times)  # seconds per notebook

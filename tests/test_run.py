@@ -40,3 +40,13 @@ def test_make_flickr8k_checks_the_device_before_downloading():
     )
     notebooks = [i for i, c in enumerate(commands) if "pytest notebooks/" in c]
     assert len(check) == 2 and check[0] < download and check[1] < notebooks[0]
+
+
+def test_overrides_from_the_command_line_are_read_as_json_or_as_text():
+    from helpers.run import parse_override
+
+    assert parse_override("epochs=3") == ("epochs", 3)
+    assert parse_override("data_dir=/data/Flickr8k") == ("data_dir", "/data/Flickr8k")
+    assert parse_override("weights=null") == ("weights", None)
+    with pytest.raises(ValueError, match="FIELD=VALUE"):
+        parse_override("epochs")
