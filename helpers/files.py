@@ -14,6 +14,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 OWNED = ".written-by-captioning"
@@ -135,7 +136,9 @@ def staged(target: str | Path):
     target = Path(target)
     _check_ours(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(target)
     staging = claim_folder(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private; results are for sharing
     try:
         yield staging
         if target.exists():
@@ -147,3 +150,18 @@ def staged(target: str | Path):
         staging.replace(target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+LEFTOVER_SECONDS = 600  # a staging folder this old was left by a killed job
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Remove the staging folders a killed `staged` left beside `target`: ours (they
+    carry the marker) and untouched for LEFTOVER_SECONDS, so never a live one."""
+    for folder in target.parent.glob(f".{target.name}.*"):
+        old = time.time() - folder.stat().st_mtime > LEFTOVER_SECONDS
+        if folder.is_dir() and not folder.is_symlink() and old:
+            if (folder / OWNED).exists() or folder.name.startswith(
+                f".{target.name}.old."
+            ):
+                shutil.rmtree(folder, ignore_errors=True)

@@ -110,3 +110,51 @@ def test_an_attention_path_that_is_a_folder_is_refused_before_any_work(
     result = run(picture, "--model", folder, "--attention", tmp_path)
     assert result.returncode == 2 and "a folder; give a file name" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+PEAK = """
+import resource, sys
+from helpers import caption
+caption.main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024, file=sys.stderr)
+"""
+
+
+def test_memory_does_not_grow_with_the_number_of_pictures(tiny_bundle, tmp_path):
+    """Pictures are read, encoded and captioned a few at a time: the encoder's
+    activations for 256 pictures at once would take gigabytes."""
+    from helpers import bundle
+    from helpers import model as models
+
+    folder, dataset = tiny_bundle
+    loaded = bundle.load_bundle(folder)
+    decoder = models.build(  # a 6x6 grid: VGG16 at 96x96
+        "attention",
+        loaded.config,
+        len(loaded.vocabulary),
+        (36, 512),
+        [0] * 512,
+        [1] * 512,
+    )
+    decoder((np.zeros((1, 36, 512), "float32"), np.ones((1, 2), "int32")))
+    index = {**{k: loaded.encoder[k] for k in ("encoder", "layer", "weights")}}
+    bigger = bundle.save_bundle(
+        tmp_path / "bundle",
+        {"attention": decoder},
+        loaded.vocabulary,
+        loaded.config,
+        {**index, "image_size": 96, "shape": [1, 36, 512]},
+    )
+    picture = next(iter(dataset.image_paths.values()))
+    peaks = {}
+    for count in (16, 256):
+        result = subprocess.run(
+            [sys.executable, "-c", PEAK, *[str(picture)] * count, "--model", str(bigger)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=600,
+        )
+        assert result.stdout.count("\n") == count, result.stderr
+        peaks[count] = int(result.stderr.strip().splitlines()[-1])
+    assert peaks[256] <= 1.2 * peaks[16], peaks

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -333,3 +334,16 @@ def test_karpathy_file_alone_gives_captions_and_splits(tmp_path):
     assert dataset.captions == {"1.jpg": ["A red bus ."], "2.jpg": ["Two cats ."]}
     assert dataset.splits == {"train": ["1.jpg"], "test": ["2.jpg"], "dev": []}
     assert any("the dev split is empty" in note for note in dataset.notes)
+
+
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_a_caption_file_that_is_not_a_file_is_refused_without_reading_it(tmp_path, kind):
+    root = write_layout_a(tmp_path / "d", five("a.jpg").encode(), ["a.jpg"])
+    token = root / "Flickr8k_text" / "Flickr8k.token.txt"
+    token.unlink()
+    if kind == "fifo":
+        os.mkfifo(token)  # reading it would wait forever for a writer
+    else:
+        token.symlink_to("/dev/zero")  # reading it would never end
+    with pytest.raises(ValueError, match=r"Flickr8k.token.txt: not a regular file"):
+        data.load_dataset(root)

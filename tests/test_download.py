@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from helpers import data, download
+from helpers import data, download, files
 from helpers.config import get_config
 
 
@@ -328,3 +328,20 @@ def test_real_profiles_name_where_their_data_comes_from(tmp_path):
         cfg = get_config(profile, data_dir=str(tmp_path / profile))
         with pytest.raises(FileNotFoundError, match=hint):
             data.load_profile_dataset(cfg)
+
+
+def test_a_file_without_a_published_checksum_is_kept_not_replaced(
+    served, tmp_path, capsys
+):
+    server, _ = served
+    mine = tmp_path / "caption_datasets.zip"
+    mine.write_bytes(b"my own file of that name")
+    download.download_file(server.url + "Flickr8k_text.zip", mine, None)
+    assert mine.read_bytes() == b"my own file of that name" and not server.requests
+    assert "already there, kept" in capsys.readouterr().out
+
+
+def test_an_extracted_folder_is_marked_as_ours(served, tmp_path):
+    server, zips = served
+    folder = download.download_dataset("flickr8k", tmp_path, server.url, checksums(zips))
+    assert (folder / "Flickr8k_text" / files.OWNED).exists()

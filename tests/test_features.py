@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import cache, encoders, features, images, sample
+from helpers import cache, encoders, features, files, images, sample
 from helpers.paths import ROOT
 
 SMALL = 32  # VGG16 at 32x32 gives a 2x2 block5_conv3 grid: same code, much faster
@@ -152,6 +152,28 @@ def test_a_damaged_cache_is_refused_on_load_and_rebuilt_on_reuse(
     assert extract(names) == index
     assert "replacing the feature cache" in capsys.readouterr().err
     assert path.read_bytes() == whole
+
+
+def test_an_invalid_index_is_rebuilt_on_reuse(finished_cache, tmp_path, capsys):
+    index, extract, names = finished_cache
+    (tmp_path / cache.INDEX).write_text('{"names": [')
+    assert extract(names) == index
+    assert "replacing the feature cache" in capsys.readouterr().err
+
+
+def test_a_progress_file_of_another_version_starts_the_work_again(pictures, tmp_path):
+    """A killed run's progress file without the keys we write (or not JSON) beside
+    its partial array: the extraction starts over instead of failing."""
+    two = dict(list(pictures.items())[:2])
+    files.claim_folder(tmp_path)  # a folder our job wrote into before it was killed
+    for progress in ('{"done": 1}', "not json"):
+        (tmp_path / "features.npy.partial").write_bytes(b"half")
+        (tmp_path / cache.PROGRESS).write_text(progress)
+        (tmp_path / cache.INDEX).unlink(missing_ok=True)
+        index = features.extract(
+            two, tmp_path, weights=None, image_size=SMALL, progress=False
+        )
+        assert index["shape"][0] == 2 and cache.load_features(tmp_path)[0].any()
 
 
 def test_a_corrupt_index_is_named(finished_cache, tmp_path):

@@ -1,5 +1,8 @@
 """Atomic writes and folder ownership: nothing we did not write is ever deleted."""
 
+import os
+import time
+
 import pytest
 
 from helpers import files, sample
@@ -54,3 +57,36 @@ def test_atomic_json_round_trip_and_bad_json_is_named(tmp_path):
     path.write_text('{"x": \n[1, 2')
     with pytest.raises(ValueError, match=r"a\.json:2: not valid JSON"):
         files.read_json(path)
+
+
+def test_a_killed_save_leaves_nothing_behind_and_results_are_shared(tmp_path):
+    target = tmp_path / "bundle"
+    killed = tmp_path / ".bundle.x7k2"  # what a kill inside `staged` leaves
+    killed.mkdir()
+    (killed / files.OWNED).touch()
+    theirs = tmp_path / ".bundle.notes"  # not ours: kept
+    theirs.mkdir()
+    hour_ago = time.time() - 3600
+    for folder in (killed, theirs):
+        os.utime(folder, (hour_ago, hour_ago))
+    live = tmp_path / ".bundle.live"  # another job staging right now: kept
+    live.mkdir()
+    (live / files.OWNED).touch()
+    with files.staged(target) as staging:
+        (staging / "a.txt").write_text("a")
+    assert not killed.exists() and theirs.exists() and live.exists()
+    assert oct(target.stat().st_mode & 0o777) == "0o755"
+
+
+def test_a_json_nested_too_deeply_or_not_a_file_is_named(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="deep.json: JSON nested too deeply"):
+        files.read_json(deep)
+    fifo = tmp_path / "pipe.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match="pipe.json: not a regular file"):
+        files.read_json(fifo)  # would block forever if it were opened for reading
+    (tmp_path / "zero.json").symlink_to("/dev/zero")
+    with pytest.raises(ValueError, match="zero.json: not a regular file"):
+        files.read_json(tmp_path / "zero.json")

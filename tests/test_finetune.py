@@ -150,6 +150,39 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
         Captioner(folder)
 
 
+def test_tuned_weights_that_do_not_fit_the_manifest_are_refused(tuned, tmp_path):
+    model = tuned["model"]
+    folder = bundle.save_bundle(
+        tmp_path / "bundle",
+        {"attention": model.decoder},
+        tuned["vocabulary"],
+        tuned["cfg"],
+        tuned["index"],
+        tuned=model.tuned,
+    )
+    manifest = json.loads((folder / bundle.MANIFEST).read_text())
+    emptied = {**manifest, "encoder": {**manifest["encoder"], "tuned_layers": []}}
+    (folder / bundle.MANIFEST).write_text(json.dumps(emptied))
+    with pytest.raises(ValueError, match="tuned_layers disagree about encoder_tuned"):
+        Captioner(folder)  # it would caption with the untuned encoder
+    (folder / bundle.MANIFEST).write_text(json.dumps(manifest))
+    saved = model.tuned.get_weights()
+    model.tuned.set_weights([np.full_like(w, np.nan) for w in saved])
+    try:
+        folder = bundle.save_bundle(
+            tmp_path / "nan",
+            {"attention": model.decoder},
+            tuned["vocabulary"],
+            tuned["cfg"],
+            tuned["index"],
+            tuned=model.tuned,
+        )
+    finally:
+        model.tuned.set_weights(saved)  # the fixture's model, as it was
+    with pytest.raises(ValueError, match="encoder_tuned.weights.h5: holds weights"):
+        Captioner(folder)
+
+
 def test_scaled_adam_moves_the_scaled_variables_in_smaller_steps():
     slow, fast = keras.Variable(np.ones(3), name="slow"), keras.Variable(np.ones(3))
     optimizer = finetune.ScaledAdam(0.01, scales={slow.path: 0.1})
