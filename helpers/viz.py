@@ -87,9 +87,10 @@ COLUMN_INCHES = 9.0
 
 
 def caption_grid(
-    images: list[Path], captions: list[list[str]], columns: int = 3, width: int = 34
+    images: list[Path], captions: list[list[str]], columns: int = 3, width: int = 36
 ) -> Figure:
-    """Each image above its captions (the first line is e.g. the model's)."""
+    """Each image above its captions (the first line is e.g. the model's), in rows of
+    `columns`, sized so that 10-point text fits a notebook column."""
     if not images:
         figure, axis = subplots(figsize=(COLUMN_INCHES, 0.6))
         axis.axis("off")
@@ -98,23 +99,21 @@ def caption_grid(
     columns = max(1, min(columns, len(images)))  # no blank column
     rows = -(-len(images) // columns)
     side = COLUMN_INCHES / columns
-    texts = [
-        "\n".join(textwrap.fill(line, width * columns // 3 + 8) for line in lines)
-        for lines in captions
-    ]
-    text_lines = max(t.count("\n") + 1 for t in texts)
+    wrap = round(width * 3 / columns)  # characters of 10-point text across a panel
+    texts = ["\n".join(textwrap.fill(line, wrap) for line in lines) for lines in captions]
+    lines = max(t.count("\n") + 1 for t in texts)
     figure, axes = subplots(
         rows,
         columns,
-        figsize=(COLUMN_INCHES, rows * (side * 0.75 + 0.19 * text_lines)),
+        figsize=(COLUMN_INCHES, rows * (side * 0.85 + 0.18 * lines)),
         squeeze=False,
+        layout="constrained",
     )
     for axis in axes.flat:
         axis.axis("off")
     for axis, path, text in zip(axes.flat, images, texts):
         axis.imshow(open_picture(path))
         axis.set_title(text, fontsize=10, loc="left")
-    figure.tight_layout()
     return figure
 
 
