@@ -73,6 +73,7 @@ def main() -> int:
         data_dir=str(args.data_dir.resolve()),
         epochs=args.epochs,
         patience=3,
+        block_repeated_trigrams=False,  # scored both ways below
     )
     began = time.perf_counter()
     dataset = data.load_dataset(args.data_dir, cfg.seed)
