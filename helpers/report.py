@@ -70,11 +70,7 @@ def metric_table(table: dict[str, dict], quality: bool = False) -> str:
     return markdown(header, rows)
 
 
-def sample_results(data: dict) -> str:
-    return metric_table(data["evaluation"]["table"])
-
-
-def ci_results(data: dict) -> str:
+def evaluation(data: dict) -> str:
     return metric_table(data["evaluation"]["table"])
 
 
@@ -96,7 +92,8 @@ def real_photos_short(data: dict) -> str:
         for run, v in data["table"].items()
         if run.endswith("beam 3") or run.startswith("human")
     ]
-    return markdown(["113 dev photos, beam 3", "BLEU-4", "CIDEr-D", "bad endings"], rows)
+    scored = f"{data['photos']['dev']} dev photos, beam 3"
+    return markdown([scored, "BLEU-4", "CIDEr-D", "bad endings"], rows)
 
 
 USED_BY = {
@@ -149,9 +146,9 @@ def scale(data: dict) -> str:
 
 # NAME -> (the JSON in docs/results it reads, the renderer)
 RENDERERS = {
-    "sample": ("sample.json", sample_results),
+    "sample": ("sample.json", evaluation),
     "sample-times": ("sample.json", notebook_times),
-    "ci": ("ci.json", ci_results),
+    "ci": ("ci.json", evaluation),
     "published": ("sample.json", published),
     "real-photos": ("real_photos.json", real_photos),
     "real-photos-short": ("real_photos.json", real_photos_short),
@@ -192,8 +189,8 @@ def collect(results: Path = RESULTS) -> list[Path]:
             written.append(write_json_atomic(results / name, data))
     # benchmarks/real_photos.py with its default grid, the flickr8k-cpu encoder's
     real = ARTIFACTS / "real-photos" / ENCODERS["efficientnet_lite0"].layer
-    for path in [real / "real_photos.json"][: (real / "real_photos.json").exists()]:
-        data = read_json(path)
+    if (real / "real_photos.json").exists():
+        data = read_json(real / "real_photos.json")
         data.pop("examples", None)  # captions of the photos stay out of the repository
         written.append(write_json_atomic(results / "real_photos.json", data))
     figure = sample / "figures" / "decode_attention_0.png"  # the README's figure
