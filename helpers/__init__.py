@@ -55,9 +55,9 @@ def import_tensorflow_quietly() -> None:
 
 
 # The commands that load TensorFlow (`python -m helpers caption|serve`, `helpers.run`,
-# `helpers.features`) keep its start-up lines out of the user's terminal, unless the
-# user set the level: what they print first is theirs.
-COMMANDS = ("helpers", "helpers.run", "helpers.features")
+# `helpers.features`, `helpers.report`) keep its start-up lines out of the user's
+# terminal, unless the user set the level: what they print first is theirs.
+COMMANDS = ("helpers", "helpers.run", "helpers.features", "helpers.report")
 
 
 def command() -> str | None:

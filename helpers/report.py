@@ -90,13 +90,14 @@ def real_photos_short(data: dict) -> str:
     rows = [
         [run.removesuffix(", beam 3"), v["bleu4"], v["cider"], f"{v['bad_endings']:.0%}"]
         for run, v in data["table"].items()
-        if run.endswith("beam 3") or run.startswith("human")
+        if run.startswith("human")
+        or (run.endswith("beam 3") and "no repeated trigram" not in run)
     ]
     scored = f"{data['photos']['dev']} dev photos, beam 3"
     return markdown([scored, "BLEU-4", "CIDEr-D", "bad endings"], rows)
 
 
-USED_BY = {
+RUN_BY = {
     "ci": "`make test`",
     "sample": "`make demo`",
     "flickr8k": "`make flickr8k`",
@@ -109,24 +110,22 @@ def profiles(_: dict) -> str:
     """The presets, from helpers/config.py itself."""
     rows = []
     for name, cfg in PRESETS.items():
-        data = (
-            f"{cfg.sample_images} generated pictures"
-            if cfg.sample_images
-            else cfg.data_dir
-        )
+        data = f"{cfg.sample_images} generated pictures" if cfg.sample_images else None
         weights = "random" if cfg.weights is None else cfg.weights
+        run_by = RUN_BY.get(name, f"`CAPTION_PROFILE={name}`")
         device = "GPU" if cfg.needs_gpu else "CPU"
         rows.append(
             [
                 f"`{name}`",
-                data,
+                data or cfg.data_dir,
                 f"{cfg.encoder}, {weights}",
                 cfg.units,
                 cfg.epochs,
-                device,
+                f"{run_by} ({device})",
             ]
         )
-    return markdown(["profile", "data", "encoder", "LSTM units", "epochs", "for"], rows)
+    header = ["profile", "data", "encoder", "LSTM units", "epochs", "run by"]
+    return markdown(header, rows)
 
 
 def notebook_times(data: dict) -> str:
@@ -192,6 +191,7 @@ def collect(results: Path = RESULTS) -> list[Path]:
     if (real / "real_photos.json").exists():
         data = read_json(real / "real_photos.json")
         data.pop("examples", None)  # captions of the photos stay out of the repository
+        data["data"] = Path(data["data"]).name  # not the path on the machine that ran it
         written.append(write_json_atomic(results / "real_photos.json", data))
     figure = sample / "figures" / "decode_attention_0.png"  # the README's figure
     if figure.exists():
