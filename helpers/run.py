@@ -22,9 +22,11 @@ from pathlib import Path
 
 import nbformat
 import papermill
+import zmq
 from ipykernel.kernelspec import install
 from jinja2 import DictLoader
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+from jupyter_client.manager import AsyncKernelManager
 from latex2mathml.converter import convert
 from nbconvert import HTMLExporter
 
@@ -219,6 +221,15 @@ def write_index(cfg: Config, executed: list[Path]) -> Path:
     return write_text_atomic(out / "index.html", page)
 
 
+class KernelManager(AsyncKernelManager):
+    """A kernel with CurveZMQ keys (its kernelspec declares support): over plain TCP,
+    ipykernel warns at every start that the kernel runs without encryption."""
+
+    def __init__(self, **kwargs):
+        encryption = "auto" if zmq.has("curve") else "disabled"
+        super().__init__(transport_encryption=encryption, **kwargs)
+
+
 def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None) -> int:
     """Execute one notebook with papermill, check it shows its figures, render HTML.
 
@@ -228,7 +239,12 @@ def run_notebook(notebook: Path, executed: Path, parameters: dict | None = None)
     ensure_kernel()
     target = executed / notebook.name
     papermill.execute_notebook(
-        notebook, target, parameters=parameters or {}, cwd=NOTEBOOKS, progress_bar=False
+        notebook,
+        target,
+        parameters=parameters or {},
+        cwd=NOTEBOOKS,
+        progress_bar=False,
+        kernel_manager_class=KernelManager,
     )
     content = nbformat.read(target, as_version=4)
     missing = cells_missing_figures(content)

@@ -1,7 +1,9 @@
-"""Profiles sized for a GPU stop before any work on a CPU, and say how to go on."""
+"""python -m helpers.run: GPU profiles stop on a CPU and say how to go on, --set
+overrides, and the series kernel starts without warnings."""
 
 import subprocess
 
+import nbformat
 import pytest
 import tensorflow as tf
 
@@ -50,3 +52,17 @@ def test_overrides_from_the_command_line_are_read_as_json_or_as_text():
     assert parse_override("weights=null") == ("weights", None)
     with pytest.raises(ValueError, match="FIELD=VALUE"):
         parse_override("epochs")
+
+
+def test_the_series_kernel_starts_without_the_unencrypted_tcp_warning(tmp_path, capfd):
+    notebook = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_code_cell("print(6 * 7)")],
+        metadata={"kernelspec": {"name": run.KERNEL_NAME, "display_name": "c"}},
+    )
+    nbformat.write(notebook, tmp_path / "answer.ipynb")
+    (tmp_path / "executed").mkdir()
+    assert run.run_notebook(tmp_path / "answer.ipynb", tmp_path / "executed") == 0
+    executed = nbformat.read(tmp_path / "executed" / "answer.ipynb", as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "42\n"
+    assert (tmp_path / "executed" / "answer.html").exists()
+    assert "without encryption" not in capfd.readouterr().err
