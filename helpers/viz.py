@@ -102,18 +102,26 @@ def caption_grid(
     wrap = round(width * 3 / columns)  # characters of 10-point text across a panel
     texts = ["\n".join(textwrap.fill(line, wrap) for line in lines) for lines in captions]
     lines = max(t.count("\n") + 1 for t in texts)
-    figure, axes = subplots(
-        rows,
+    # A band of text above a band of picture per row, each of a fixed height: a tall
+    # photo shrinks into its band instead of reaching the captions below it.
+    text_inches, picture_inches = 0.1 + lines * 10 * 1.25 / 72, side * 0.8
+    _enable_notebook_display()
+    figure = Figure(figsize=(COLUMN_INCHES, rows * (text_inches + picture_inches)))
+    grid = figure.add_gridspec(
+        2 * rows,
         columns,
-        figsize=(COLUMN_INCHES, rows * (side * 0.85 + 0.18 * lines)),
-        squeeze=False,
-        layout="constrained",
+        height_ratios=[text_inches, picture_inches] * rows,
+        **dict(left=0.01, right=0.99, bottom=0.01, top=0.99, hspace=0.05, wspace=0.05),
     )
-    for axis in axes.flat:
-        axis.axis("off")
-    for axis, path, text in zip(axes.flat, images, texts):
-        axis.imshow(open_picture(path))
-        axis.set_title(text, fontsize=10, loc="left")
+    for number, (path, text) in enumerate(zip(images, texts)):
+        row, column = divmod(number, columns)
+        label = figure.add_subplot(grid[2 * row, column])
+        label.text(0, 1, text, fontsize=10, va="top", transform=label.transAxes)
+        picture = figure.add_subplot(grid[2 * row + 1, column])
+        picture.imshow(open_picture(path))
+        picture.set_anchor("N")  # against its captions, whatever its shape
+        for axis in (label, picture):
+            axis.axis("off")
     return figure
 
 
