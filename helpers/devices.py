@@ -19,7 +19,7 @@ from helpers.config import Config
 
 ALLOW_CPU = "CAPTION_ALLOW_CPU"
 # The flickr8k series on 2 CPU cores, projected by benchmarks/flickr8k_scale.py.
-CPU_HOURS = 25
+CPU_HOURS = 10
 # Mixed precision pays off from Volta (compute capability 7.0, tensor cores) on.
 MIXED_PRECISION_CAPABILITY = (7, 0)
 # Whether XLA (jit_compile) makes each job faster, per device type: benchmarks/xla.py
@@ -67,7 +67,7 @@ def device_problem(cfg: Config) -> str | None:
         return None
     ways_on = (
         f"Set {ALLOW_CPU}=1 to run it anyway, or use the flickr8k-cpu profile "
-        "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about 2 hours on 2 cores)."
+        "(make flickr8k FLICKR8K_PROFILE=flickr8k-cpu: about an hour on 2 cores)."
     )
     if not gpus():
         cuda = (  # the gpu extra brings CUDA as nvidia-* wheels
