@@ -110,16 +110,21 @@ def test_fine_tuning_refuses_a_cache_of_another_layer(tuned):
         finetune.fine_tune(tuned["decoder"], other, tuned["cfg"], tuned["root"] / "other")
 
 
-def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
-    model, dataset = tuned["model"], tuned["dataset"]
-    folder = bundle.save_bundle(
-        tmp_path / "bundle",
-        {"attention": model.decoder},
+def save_tuned(tuned, folder):
+    """The fine-tuned decoder and its tuned layers as a bundle in `folder`."""
+    return bundle.save_bundle(
+        folder,
+        {"attention": tuned["model"].decoder},
         tuned["vocabulary"],
         tuned["cfg"],
         tuned["index"],
-        tuned=model.tuned,
+        tuned=tuned["model"].tuned,
     )
+
+
+def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
+    model, dataset = tuned["model"], tuned["dataset"]
+    folder = save_tuned(tuned, tmp_path / "bundle")
     manifest = json.loads((folder / bundle.MANIFEST).read_text())
     assert manifest["encoder"]["tuned_layers"] == [
         "block5_conv1",
@@ -152,14 +157,7 @@ def test_the_fine_tuned_bundle_captions_with_its_tuned_layers(tuned, tmp_path):
 
 def test_tuned_weights_that_do_not_fit_the_manifest_are_refused(tuned, tmp_path):
     model = tuned["model"]
-    folder = bundle.save_bundle(
-        tmp_path / "bundle",
-        {"attention": model.decoder},
-        tuned["vocabulary"],
-        tuned["cfg"],
-        tuned["index"],
-        tuned=model.tuned,
-    )
+    folder = save_tuned(tuned, tmp_path / "bundle")
     manifest = json.loads((folder / bundle.MANIFEST).read_text())
     emptied = {**manifest, "encoder": {**manifest["encoder"], "tuned_layers": []}}
     (folder / bundle.MANIFEST).write_text(json.dumps(emptied))
@@ -169,14 +167,7 @@ def test_tuned_weights_that_do_not_fit_the_manifest_are_refused(tuned, tmp_path)
     saved = model.tuned.get_weights()
     model.tuned.set_weights([np.full_like(w, np.nan) for w in saved])
     try:
-        folder = bundle.save_bundle(
-            tmp_path / "nan",
-            {"attention": model.decoder},
-            tuned["vocabulary"],
-            tuned["cfg"],
-            tuned["index"],
-            tuned=model.tuned,
-        )
+        folder = save_tuned(tuned, tmp_path / "nan")
     finally:
         model.tuned.set_weights(saved)  # the fixture's model, as it was
     with pytest.raises(ValueError, match="encoder_tuned.weights.h5: holds weights"):
