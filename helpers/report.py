@@ -110,7 +110,7 @@ def profiles(_: dict) -> str:
     """The presets, from helpers/config.py itself."""
     rows = []
     for name, cfg in PRESETS.items():
-        data = f"{cfg.sample_images} generated pictures" if cfg.sample_images else None
+        data = f"{cfg.sample_images} generated pictures" if cfg.sample_images else ""
         weights = "random" if cfg.weights is None else cfg.weights
         run_by = RUN_BY.get(name, f"`CAPTION_PROFILE={name}`")
         device = "GPU" if cfg.needs_gpu else "CPU"

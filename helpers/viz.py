@@ -111,7 +111,12 @@ def caption_grid(
         2 * rows,
         columns,
         height_ratios=[text_inches, picture_inches] * rows,
-        **dict(left=0.01, right=0.99, bottom=0.01, top=0.99, hspace=0.05, wspace=0.05),
+        left=0.01,
+        right=0.99,
+        bottom=0.01,
+        top=0.99,
+        hspace=0.05,
+        wspace=0.05,
     )
     for number, (path, text) in enumerate(zip(images, texts)):
         row, column = divmod(number, columns)
