@@ -8,10 +8,10 @@ of up to 38 words.
 
 - ours: one example per caption (memmap row + token ids), batches read from the memmap,
   teacher forcing over the whole caption, sparse targets with padding masked out;
-- seed: one example per caption prefix, each with its own float32 copy of the image
+- tutorial: one example per caption prefix, each with its own float32 copy of the image
   feature and a one-hot next word, as the common Keras captioning tutorials build X1, X2 and y.
 
-The seed arrays do not fit in memory at full size (they need over 100 GiB), so they are
+The tutorial's arrays do not fit in memory at full size (they need over 100 GiB), so they are
 built for `--fraction` of the prefixes; their epoch time is projected linearly from
 that measurement, and their peak memory as the measured peak plus the arrays' growth
 to full size (an underestimate: Keras may copy them again), marked as projected. Each pipeline runs in its own
@@ -88,7 +88,7 @@ def run_ours(folder: Path, vocabulary: int, steps: int) -> dict:
     }
 
 
-def seed_model(vocabulary: int):
+def tutorial_model(vocabulary: int):
     """The tutorials' merge model, predicting one next word from a padded prefix."""
     import keras
     from keras import layers
@@ -106,7 +106,7 @@ def seed_model(vocabulary: int):
     return model
 
 
-def run_seed(folder: Path, vocabulary: int, fraction: float) -> dict:
+def run_tutorial(folder: Path, vocabulary: int, fraction: float) -> dict:
     import numpy as np
 
     features, rows, tokens, lengths = synthetic(folder, vocabulary)
@@ -125,7 +125,7 @@ def run_seed(folder: Path, vocabulary: int, fraction: float) -> dict:
             y[pair, ids[t]] = 1.0
             pair += 1
     array_bytes = x1.nbytes + x2.nbytes + y.nbytes
-    model = seed_model(vocabulary)
+    model = tutorial_model(vocabulary)
     model.fit(
         [x1[: BATCH * 3], x2[: BATCH * 3]], y[: BATCH * 3], batch_size=BATCH, verbose=0
     )
@@ -157,9 +157,9 @@ def main() -> None:
         "--fraction",
         type=float,
         default=0.01,
-        help="share of the seed prefixes actually built",
+        help="share of the tutorial's prefixes actually built",
     )
-    parser.add_argument("--run", choices=["ours", "seed"], help=argparse.SUPPRESS)
+    parser.add_argument("--run", choices=["ours", "tutorial"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
@@ -167,14 +167,14 @@ def main() -> None:
         result = (
             run_ours(args.folder, vocabulary, args.steps)
             if args.run == "ours"
-            else run_seed(args.folder, vocabulary, args.fraction)
+            else run_tutorial(args.folder, vocabulary, args.fraction)
         )
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory() as folder:
         for vocabulary in args.vocabulary:
             results = {}
-            for run in ("ours", "seed"):
+            for run in ("ours", "tutorial"):
                 output = subprocess.run(
                     [
                         sys.executable,
@@ -195,7 +195,7 @@ def main() -> None:
                     check=True,
                 )
                 results[run] = json.loads(output.stdout.strip().splitlines()[-1])
-            ours, seed = results["ours"], results["seed"]
+            ours, tutorial = results["ours"], results["tutorial"]
             print(
                 f"vocabulary {vocabulary}, {CAPTIONS} captions of {IMAGES} images, "
                 f"max length {MAX_LENGTH}, batch {BATCH}, {os.cpu_count()} CPUs"
@@ -205,16 +205,16 @@ def main() -> None:
                 f"MiB, {ours['epoch_seconds']:8.0f} s/epoch ({ours['parameters']:,} params)"
             )
             print(
-                f"  seed: {seed['examples']:7d} examples/epoch, peak {seed['peak_mib']:9.0f} "
-                f"MiB, {seed['epoch_seconds']:8.0f} s/epoch ({seed['parameters']:,} params) "
-                f"projected from {seed['measured_pairs']} pairs (measured peak "
-                f"{seed['measured_peak_mib']:.0f} MiB); its arrays would take "
-                f"{seed['array_gib_full']:.1f} GiB"
+                f"  tutorial: {tutorial['examples']:7d} examples/epoch, peak {tutorial['peak_mib']:9.0f} "
+                f"MiB, {tutorial['epoch_seconds']:8.0f} s/epoch ({tutorial['parameters']:,} params) "
+                f"projected from {tutorial['measured_pairs']} pairs (measured peak "
+                f"{tutorial['measured_peak_mib']:.0f} MiB); its arrays would take "
+                f"{tutorial['array_gib_full']:.1f} GiB"
             )
             print(
-                f"  ratio seed/ours: peak memory {seed['peak_mib'] / ours['peak_mib']:.1f}x "
+                f"  ratio tutorial/ours: peak memory {tutorial['peak_mib'] / ours['peak_mib']:.1f}x "
                 f"(target >= 10), time per epoch "
-                f"{seed['epoch_seconds'] / ours['epoch_seconds']:.1f}x (target >= 3)"
+                f"{tutorial['epoch_seconds'] / ours['epoch_seconds']:.1f}x (target >= 3)"
             )
 
 
