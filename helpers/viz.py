@@ -84,6 +84,8 @@ def open_picture(
 # A notebook column shows about 9 inches of a figure at 100 dpi: wider figures shrink,
 # and their text with them. Text is set at 10 points or more at that width.
 COLUMN_INCHES = 9.0
+# Thin figure margins and gaps between panels (fractions of the figure and the panels)
+MARGINS = dict(left=0.01, right=0.99, bottom=0.01, top=0.99, hspace=0.05, wspace=0.05)
 
 
 def caption_grid(
@@ -111,12 +113,7 @@ def caption_grid(
         2 * rows,
         columns,
         height_ratios=[text_inches, picture_inches] * rows,
-        left=0.01,
-        right=0.99,
-        bottom=0.01,
-        top=0.99,
-        hspace=0.05,
-        wspace=0.05,
+        **MARGINS,
     )
     for number, (path, text) in enumerate(zip(images, texts)):
         row, column = divmod(number, columns)
