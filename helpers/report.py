@@ -110,14 +110,18 @@ def profiles(_: dict) -> str:
     """The presets, from helpers/config.py itself."""
     rows = []
     for name, cfg in PRESETS.items():
-        data = f"{cfg.sample_images} generated pictures" if cfg.sample_images else ""
+        data = (
+            f"{cfg.sample_images} generated pictures"
+            if cfg.sample_images
+            else cfg.data_dir
+        )
         weights = "random" if cfg.weights is None else cfg.weights
         run_by = RUN_BY.get(name, f"`CAPTION_PROFILE={name}`")
         device = "GPU" if cfg.needs_gpu else "CPU"
         rows.append(
             [
                 f"`{name}`",
-                data or cfg.data_dir,
+                data,
                 f"{cfg.encoder}, {weights}",
                 cfg.units,
                 cfg.epochs,
