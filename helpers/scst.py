@@ -203,8 +203,9 @@ def train_scst(
     **options,
 ):
     """Self-critical training of (a copy of) the cross-entropy `decoder`; returns
-    (SelfCritical with the best dev CIDEr-D, log rows). `decoder` is left as it was;
-    `options` go to `train.fit`.
+    (SelfCritical with the best dev CIDEr-D, log rows). The starting decoder counts:
+    when no epoch beats its dev CIDEr-D, the model returned holds it unchanged.
+    `decoder` is left as it was; `options` go to `train.fit`.
 
     A step samples `cfg.scst_samples` captions of each of `cfg.scst_pictures` pictures
     (per device). The decoder learns at
@@ -220,6 +221,7 @@ def train_scst(
     settings = {
         "scst": cfg.scst_baseline,
         "reward": "CIDEr-D with <end>",
+        "start": "kept unless an epoch beats it",
         "epochs": epochs,
         "config": json.loads(cfg.to_json()),
         "decoder": fingerprint(*decoder.get_weights()),
@@ -260,5 +262,7 @@ def train_scst(
         return model
 
     rate = cfg.learning_rate * cfg.scst_learning_rate_scale
-    job = train.Job(settings, build, datasets, epochs, rate, ("val_cider", "max"))
+    job = train.Job(
+        settings, build, datasets, epochs, rate, ("val_cider", "max"), keep_start=True
+    )
     return train.fit(job, cfg, out, **options)

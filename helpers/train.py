@@ -39,6 +39,9 @@ class Job:
     epochs: int
     learning_rate: float
     monitor: tuple[str, str] = ("val_loss", "min")  # the logged value of the best epoch
+    # The built model is already trained (self-critical training starts from a
+    # cross-entropy decoder): it is scored first and kept unless an epoch beats it.
+    keep_start: bool = False
 
 
 class EpochLine(keras.callbacks.Callback):
@@ -76,13 +79,28 @@ def masked_loss() -> keras.losses.Loss:
     )
 
 
-def best_so_far(log: Path, monitor: str = "val_loss", mode: str = "min") -> float | None:
-    """Best value in a CSVLogger file, so a resumed run does not forget it."""
-    if not log.exists():
-        return None
-    with open(log) as file:
-        values = [float(row[monitor]) for row in csv.DictReader(file) if row.get(monitor)]
+def best_so_far(
+    log: Path, monitor: str = "val_loss", mode: str = "min", start: float | None = None
+) -> float | None:
+    """Best value in a CSVLogger file (and `start`, the value before the first epoch),
+    so a resumed run does not forget it."""
+    values = [] if start is None else [start]
+    if log.exists():
+        with open(log) as file:
+            values += [float(r[monitor]) for r in csv.DictReader(file) if r.get(monitor)]
     return (min if mode == "min" else max)(values) if values else None
+
+
+def score_start(model: keras.Model, dev_data, out: Path, monitor: str) -> float:
+    """The model's `monitor` before training, saved as the best model so far; scored
+    once (`start.json`), so a resumed run reads it back."""
+    path = out / "start.json"
+    if not path.exists():
+        logs = model.evaluate(dev_data, verbose=0, return_dict=True)
+        model.optimizer.build(model.trainable_variables)  # saved whole, loads back whole
+        model.save(out / "best.keras")
+        write_json_atomic(path, {monitor: logs[monitor.removeprefix("val_")]})
+    return read_json(path)[monitor]
 
 
 def train(
@@ -154,7 +172,9 @@ def fit(
     The model is built under `strategy` (default: every GPU, see `devices`), and each
     step takes `cfg.batch_size` captions per replica. A finished run with the same
     settings is reused; a killed one resumes from its backup. The best epoch is the
-    best `job.monitor` (a logged value and "min" or "max"); a model with its own
+    best `job.monitor` (a logged value and "min" or "max"), and with
+    `job.keep_start` the model as built stays the best unless an epoch beats it; a
+    model with its own
     `train_step` (self-critical training) computes its own loss and is compiled with
     the optimiser only. `callbacks` are added to the series' own (e.g. `EpochLine`).
     """
@@ -200,6 +220,7 @@ def fit(
             model.compile(optimizer=optimizer, jit_compile=False)
         # Build the weights now: BackupAndRestore needs a built model.
         model(next(iter(dev_data))[0])
+    start = score_start(model, dev_data, out, monitor[0]) if job.keep_start else None
     log = out / "log.csv"
     began = time.perf_counter()
 
@@ -209,7 +230,8 @@ def fit(
             {
                 **{k: v for k, v in settings.items() if k != "config"},
                 "epochs_run": len(read_log(log)),
-                f"best_{monitor[0]}": best_so_far(log, *monitor),
+                **({} if start is None else {f"start_{monitor[0]}": start}),
+                f"best_{monitor[0]}": best_so_far(log, *monitor, start),
                 "parameters": int(model.count_params()),
                 "fit_seconds": round(time.perf_counter() - began),  # of the last part
             },
@@ -227,7 +249,7 @@ def fit(
             monitor=monitor[0],
             mode=monitor[1],
             save_best_only=True,
-            initial_value_threshold=best_so_far(log, *monitor),
+            initial_value_threshold=best_so_far(log, *monitor, start),
         ),
         keras.callbacks.EarlyStopping(
             monitor=monitor[0], mode=monitor[1], patience=cfg.patience

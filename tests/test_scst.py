@@ -1,5 +1,7 @@
 """Self-critical training: sampling, the reward, the direction of a step, resume."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -169,9 +171,12 @@ def test_self_critical_training_resumes_logs_rewards_and_is_reused(tmp_path):
     model, log = scst.train_scst(*args)
     assert [row["epoch"] for row in log] == [0, 1, 2], "epochs 0-1 are not run again"
     assert all(0 <= row["reward"] <= 10 and 0 <= row["val_cider"] <= 10 for row in log)
-    best = max(row["val_cider"] for row in log)
     assert (tmp_path / "summary.json").exists() and not (tmp_path / "backup").exists()
-    # The best epoch by dev CIDEr-D is kept: its greedy captions score that again.
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    best = summary["best_val_cider"]
+    assert best == max([summary["start_val_cider"]] + [r["val_cider"] for r in log])
+    # The best by dev CIDEr-D is kept (an epoch, or the start if none beats it): its
+    # greedy captions score that again.
     reward = scst.Reward(captions, splits["train"], splits["dev"], vocabulary)
     dev = features[16:20].astype("float32")
     assert reward(model(dev).numpy(), np.arange(4)).mean() == pytest.approx(best, 1e-5)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import corpus as corpora
+from helpers import model as models
 from helpers import train
 from helpers.config import get_config
 from helpers.corpus import Corpus
@@ -197,6 +198,32 @@ def test_training_lowers_the_loss_and_uses_the_features(tmp_path):
     assert log[-1]["loss"] < log[0]["loss"]
     # Colour is only in the features: the real model must beat the blind one on dev.
     assert min(r["val_loss"] for r in log) < min(r["val_loss"] for r in blind) - 0.1
+
+
+def test_a_trained_start_is_kept_when_no_epoch_beats_it(tmp_path):
+    """`keep_start` (self-critical training starts from a trained decoder): when every
+    epoch is worse than the start on dev, the start comes back unchanged."""
+    corpus = corpus_of(*tiny_corpus())
+    trained, _ = train.train(corpus, CFG, "merge", tmp_path / "trained")
+    tables = corpus.table("train"), corpus.table("dev")
+
+    def datasets(batch_size):
+        return [corpora.make_dataset(corpus.features, *t, batch_size) for t in tables]
+
+    wrecking = train.Job(
+        {"wrecking": True},
+        lambda: models.copy_decoder(trained),
+        datasets,
+        epochs=2,
+        learning_rate=50.0,  # every step makes it worse
+        keep_start=True,
+    )
+    kept, log = train.fit(wrecking, CFG, tmp_path / "wrecked")
+    summary = json.loads((tmp_path / "wrecked" / "summary.json").read_text())
+    assert min(row["val_loss"] for row in log) > summary["start_val_loss"]
+    assert summary["best_val_loss"] == summary["start_val_loss"]
+    for mine, start in zip(kept.get_weights(), trained.get_weights()):
+        np.testing.assert_array_equal(mine, start)
 
 
 REPRODUCE = """
