@@ -173,10 +173,10 @@ def fit(
     step takes `cfg.batch_size` captions per replica. A finished run with the same
     settings is reused; a killed one resumes from its backup. The best epoch is the
     best `job.monitor` (a logged value and "min" or "max"), and with
-    `job.keep_start` the model as built stays the best unless an epoch beats it; a
-    model with its own
-    `train_step` (self-critical training) computes its own loss and is compiled with
-    the optimiser only. `callbacks` are added to the series' own (e.g. `EpochLine`).
+    `job.keep_start` the model as built stays the best unless an epoch beats it. A
+    model with its own `train_step` (self-critical training) computes its own loss
+    and is compiled with the optimiser only. `callbacks` are added to the series' own
+    (e.g. `EpochLine`).
     """
     out = Path(out)
     saved = read_json(out / "settings.json") if (out / "settings.json").exists() else {}
