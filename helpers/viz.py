@@ -107,23 +107,22 @@ def caption_grid(
     # A band of text above a band of picture per row, each of a fixed height: a tall
     # photo shrinks into its band instead of reaching the captions below it.
     text_inches, picture_inches = 0.1 + lines * 10 * 1.25 / 72, side * 0.8
-    _enable_notebook_display()
-    figure = Figure(figsize=(COLUMN_INCHES, rows * (text_inches + picture_inches)))
-    grid = figure.add_gridspec(
+    figure, axes = subplots(
         2 * rows,
         columns,
+        figsize=(COLUMN_INCHES, rows * (text_inches + picture_inches)),
         height_ratios=[text_inches, picture_inches] * rows,
-        **MARGINS,
+        gridspec_kw=MARGINS,
+        squeeze=False,
     )
+    for axis in axes.flat:
+        axis.axis("off")
     for number, (path, text) in enumerate(zip(images, texts)):
         row, column = divmod(number, columns)
-        label = figure.add_subplot(grid[2 * row, column])
+        label, picture = axes[2 * row, column], axes[2 * row + 1, column]
         label.text(0, 1, text, fontsize=10, va="top", transform=label.transAxes)
-        picture = figure.add_subplot(grid[2 * row + 1, column])
         picture.imshow(open_picture(path))
         picture.set_anchor("N")  # against its captions, whatever its shape
-        for axis in (label, picture):
-            axis.axis("off")
     return figure
 
 
