@@ -116,11 +116,22 @@ class AttentionCaptioner(CaptionDecoder):
     """LSTM decoder with soft attention over the feature grid (Xu et al., 2015)."""
 
     def __init__(
-        self, *args, attention_dim: int = 256, attention_penalty: float = 1.0, **kwargs
+        self,
+        *args,
+        attention_dim: int = 256,
+        attention_penalty: float = 1.0,
+        context_dim: int = 0,
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
         self.attention_dim, self.attention_penalty = attention_dim, attention_penalty
+        self.context_dim = context_dim
         units = self.units
+        # Wide grids (Lite0's 1280 channels) are projected once per picture, so every
+        # step's LSTM input and output layer see context_dim channels, not 1280.
+        self.project_context = (
+            layers.Dense(context_dim, name="context") if context_dim else None
+        )
         self.embedding = layers.Embedding(
             self.vocabulary_size, self.embedding_dim, name="embedding"
         )
@@ -141,11 +152,14 @@ class AttentionCaptioner(CaptionDecoder):
         return cls(
             attention_dim=cfg.attention_dim,
             attention_penalty=cfg.attention_penalty,
+            context_dim=cfg.context_dim,
             **common,
         )
 
     def initial_state(self, features, training=False):
         features = self.normalize(features)  # (batch, grid, feature_dim)
+        if self.project_context:
+            features = self.project_context(features)  # (batch, grid, context_dim)
         mean = ops.mean(features, axis=1)  # (batch, feature_dim)
         return {
             "features": features,
@@ -199,6 +213,7 @@ class AttentionCaptioner(CaptionDecoder):
             **super().get_config(),
             "attention_dim": self.attention_dim,
             "attention_penalty": self.attention_penalty,
+            "context_dim": self.context_dim,
         }
 
 

@@ -41,6 +41,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "embedding_dim",
         "units",
         "attention_dim",
+        "context_dim",  # flickr8k-cpu: Lite0's 1280 channels projected to fewer
         "batch_size",
         "epochs",
         "finetune_epochs",

@@ -172,7 +172,12 @@ def test_maximum_length_caps_a_caption_without_end():
 def small_attention_model():
     keras.utils.set_random_seed(3)
     cfg = types.SimpleNamespace(
-        embedding_dim=8, units=16, attention_dim=8, dropout=0.0, attention_penalty=1.0
+        embedding_dim=8,
+        units=16,
+        attention_dim=8,
+        context_dim=0,
+        dropout=0.0,
+        attention_penalty=1.0,
     )
     return models.build("attention", cfg, len(WORDS), (5, 4), np.zeros(4), np.ones(4))
 

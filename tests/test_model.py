@@ -11,15 +11,25 @@ from helpers import train
 from helpers.decode import repeat_state
 
 CFG = types.SimpleNamespace(
-    embedding_dim=8, units=16, attention_dim=8, dropout=0.0, attention_penalty=1.0
+    embedding_dim=8,
+    units=16,
+    attention_dim=8,
+    context_dim=0,
+    dropout=0.0,
+    attention_penalty=1.0,
 )
+# Every decoder kind, and the attention decoder over features projected to 3 channels.
+KINDS = ["attention", "merge", "attention-projected"]
 VOCABULARY, GRID, DIM, TIME = 11, 4, 6, 7
 
 
 def build(kind, penalty=1.0):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
-    cfg = types.SimpleNamespace(**{**vars(CFG), "attention_penalty": penalty})
+    kind, projected, _ = kind.partition("-")
+    cfg = types.SimpleNamespace(
+        **{**vars(CFG), "attention_penalty": penalty, "context_dim": 3 if projected else 0}
+    )
     return models.build(
         kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM), rng.uniform(0.5, 2, DIM)
     )
@@ -34,7 +44,7 @@ def batch(seed=1):
     return features, words
 
 
-@pytest.mark.parametrize("kind", ["attention", "merge"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_logits_at_a_step_never_see_later_words(kind):
     model = build(kind)
     features, words = batch()
@@ -47,7 +57,7 @@ def test_logits_at_a_step_never_see_later_words(kind):
     assert not np.allclose(logits[:, 4:], again[:, 4:])
 
 
-@pytest.mark.parametrize("kind", ["attention", "merge"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_a_start_repeated_per_sample_unrolls_like_repeated_features(kind):
     # Self-critical training and decoding start each image once, then repeat its state.
     model = build(kind)
@@ -99,7 +109,7 @@ def test_attention_weights_sum_to_one_and_penalty_is_added():
     assert not quiet.losses
 
 
-@pytest.mark.parametrize("kind", ["attention", "merge"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_saved_model_reloads_with_identical_outputs(kind, tmp_path):
     model = build(kind)
     features, words = batch()
@@ -109,6 +119,19 @@ def test_saved_model_reloads_with_identical_outputs(kind, tmp_path):
     assert type(loaded) is type(model)
     np.testing.assert_array_equal(loaded((features, words)).numpy(), expected)
     np.testing.assert_array_equal(loaded.feature_mean, model.feature_mean)
+
+
+def test_projected_features_feed_attention_lstm_and_output_at_the_context_size():
+    plain, projected = build("attention"), build("attention-projected")
+    features, words = batch()
+    state = projected.initial_state(features)
+    assert state["features"].shape == (3, GRID, 3)  # attended over: 3 channels, not 6
+    _, context = projected.attend(state)
+    assert context.shape == (3, 3)
+    plain((features, words)), projected((features, words))
+    lstm_inputs = {m.cell.kernel.shape[0] for m in (plain, projected)}
+    assert lstm_inputs == {CFG.embedding_dim + DIM, CFG.embedding_dim + 3}
+    assert projected.output_layer.kernel.shape[0] == CFG.units + 3 + CFG.embedding_dim
 
 
 def test_unknown_kind():

@@ -297,6 +297,7 @@ def test_the_encoder_notebooks_run_with_efficientnet_lite0_and_its_imagenet_weig
         "embedding_dim": 8,
         "units": 16,
         "attention_dim": 8,
+        "context_dim": 4,  # as flickr8k-cpu: Lite0's channels projected first
         "batch_size": 16,
         "finetune_epochs": 1,
     }
