@@ -12,7 +12,8 @@ input pipeline (plus the validation pass over 5,000 dev captions, per epoch), a
 fine-tuning step (the encoder's tuned part on its cached input, under the decoder), a
 self-critical step (sampling, the CIDEr-D reward, the gradient pass), batched beam-3
 decoding (an untrained model runs to the maximum length: slower than a trained one)
-and the encoder's forward pass (random weights cost the same as ImageNet's). The
+and feature extraction from JPEG files of Flickr8k's size through the pipeline of
+notebook 02 (random weights cost the same as ImageNet's). The
 projection adds up what the eight notebooks do: features for every image, three
 training runs for the profile's `epochs` (attention, merge, shuffled-feature control;
 early stopping may end them sooner), `finetune_epochs` of fine-tuning and
@@ -38,9 +39,6 @@ VOCABULARY, MAX_LENGTH = 2540, 38
 # Beam-3-sized decodings of the test split: notebook 04 three greedy, 05 eight (beam
 # 1, 3, 5 and four guard settings), 06 six, 07 two, 08 four and a greedy dev pass.
 DECODINGS = 24
-# benchmarks/features.py on this machine: the JPEG pipeline ran at 0.68 of the bare
-# forward pass (0.93 on a faster 2-core machine); the projection uses the slower one.
-PIPELINE_SHARE = 0.68
 
 
 def synthetic(folder: Path, grid: int, dim: int, max_length_percentile: float):
@@ -74,6 +72,27 @@ def synthetic(folder: Path, grid: int, dim: int, max_length_percentile: float):
     return np.load(path, mmap_mode="r"), rows, tokens
 
 
+def synthetic_photos(folder: Path, count: int) -> list[Path]:
+    """`count` JPEG files like Flickr8k's (500x375, about 130 KB): smooth colours and
+    grain, so that decoding costs what a photograph's does."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(exist_ok=True)
+    rng = np.random.default_rng(0)
+    files = []
+    for i in range(count):
+        path = folder / f"{i:05d}.jpg"
+        if not path.exists():
+            coarse = Image.fromarray(rng.uniform(0, 255, (12, 16, 3)).astype(np.uint8))
+            pixels = np.asarray(coarse.resize((500, 375), Image.BICUBIC), np.float32)
+            pixels += rng.normal(0, 16, pixels.shape)
+            picture = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
+            picture.save(path, "JPEG", quality=95)
+        files.append(path)
+    return files
+
+
 def timed(step, steps: int) -> float:
     """Seconds per call of `step()`, after two calls to build and trace it."""
     step()
@@ -90,7 +109,7 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
     import numpy as np
 
     from helpers import corpus as corpora
-    from helpers import encoders, finetune, scst, train
+    from helpers import encoders, features, finetune, scst, train
     from helpers import model as models
     from helpers.config import get_config
     from helpers.decode import Decoder
@@ -173,20 +192,35 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
     )
     critic.reward = scst.Reward(texts, names, names, vocabulary)
     critic.compile(optimizer=keras.optimizers.Adam(1e-5), jit_compile=False)
-    features = np.asarray(array[: cfg.scst_pictures], np.float32)
+    scst_features = np.asarray(array[: cfg.scst_pictures], np.float32)
     images = np.arange(cfg.scst_pictures, dtype=np.int32)
     critic.make_train_function()  # its train_step takes (features, images), no targets
-    scst_s = timed(lambda: critic.train_function(iter([(features, images)])), steps)
+    scst_s = timed(lambda: critic.train_function(iter([(scst_features, images)])), steps)
     greedy_s = 1 / (result["beam3_captions_per_s"] * 2)  # greedy: about twice beam 3
     result["scst_epoch_s"] = (
         scst_s * np.ceil(TRAIN_IMAGES / cfg.scst_pictures) + greedy_s * DEV_IMAGES
     )
 
-    pictures = np.random.default_rng(0).uniform(0, 255, (16, 224, 224, 3))
-    encoder.predict(pictures[:4], verbose=0)
-    start = time.perf_counter()
-    encoder.predict(pictures, batch_size=16, verbose=0)
-    result["encoder_images_per_s"] = len(pictures) / (time.perf_counter() - start)
+    # Feature extraction as notebook 02 runs it, on JPEG files of Flickr8k's size. The
+    # difference of two runs leaves out what one run pays once (building, tracing).
+    seconds = []
+    for count in (cfg.feature_batch_size, 3 * cfg.feature_batch_size):
+        photos = {p.name: p for p in synthetic_photos(folder / "photos", count)}
+        start = time.perf_counter()
+        features.extract(
+            photos,
+            folder / f"{profile}-{count}",
+            encoder=cfg.encoder,
+            weights=None,
+            image_size=cfg.image_size,
+            batch_size=cfg.feature_batch_size,
+            progress=False,
+            model=encoder,
+        )
+        seconds.append(time.perf_counter() - start)
+    result["encoder_images_per_s"] = (
+        2 * cfg.feature_batch_size / (seconds[1] - seconds[0])
+    )
     result["peak_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return result
 
@@ -194,7 +228,7 @@ def measure(profile: str, folder: Path, steps: int) -> dict:
 def projected_minutes(r: dict) -> dict:
     """Minutes for each stage of the series and in all, from one profile's measures."""
     stages = {
-        "features": IMAGES / (r["encoder_images_per_s"] * PIPELINE_SHARE) / 60,
+        "features": IMAGES / r["encoder_images_per_s"] / 60,
         "training": r["epochs"] * (2 * r["attention_epoch_s"] + r["merge_epoch_s"]) / 60,
         "fine-tuning": r["finetune_epochs"] * r["finetune_epoch_s"] / 60,
         "self-critical": r["scst_epochs"] * r["scst_epoch_s"] / 60,
