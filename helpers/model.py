@@ -11,7 +11,8 @@ self-critical training starts it from one picture's state repeated for each samp
 
 - `AttentionCaptioner`: Show, Attend and Tell with soft (additive) attention, initial
   LSTM state from the mean feature, a gating scalar on the context, dropout, and the
-  doubly stochastic attention penalty.
+  doubly stochastic attention penalty; wide grids can be projected to `context_dim`
+  channels first.
 - `MergeCaptioner`: the "merge" model of the common Keras captioning tutorials (pooled
   image through a Dense layer, added to an LSTM over the words), trained the same way,
   as the baseline.
