@@ -28,7 +28,11 @@ def build(kind, penalty=1.0):
     rng = np.random.default_rng(0)
     kind, projected, _ = kind.partition("-")
     cfg = types.SimpleNamespace(
-        **{**vars(CFG), "attention_penalty": penalty, "context_dim": 3 if projected else 0}
+        **{
+            **vars(CFG),
+            "attention_penalty": penalty,
+            "context_dim": 3 if projected else 0,
+        }
     )
     return models.build(
         kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM), rng.uniform(0.5, 2, DIM)
