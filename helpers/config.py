@@ -59,6 +59,7 @@ class Config:
     epochs: int = 20  # upper bound; early stopping usually ends sooner
     learning_rate: float = 4e-4  # Adam learning rate at the start of the schedule
     patience: int = 3  # epochs without validation improvement before stopping
+    control_epochs: int = 0  # notebook 04's shuffled-feature control (0: as epochs)
     clip_norm: float = 5.0  # gradients are rescaled to at most this global norm
     final_learning_rate: float = 0.1  # cosine decay ends at this fraction of the start
     variance_floor: float = 1e-6  # feature normalisation: keeps dead channels finite
@@ -122,6 +123,8 @@ PRESETS: dict[str, Config] = {
         data_dir="data/sample",
         sample_images=800,
         epochs=30,
+        # The control learns only the language: 8 epochs end where 16 do (1.37 val loss)
+        control_epochs=8,
         embedding_dim=96,
         units=192,
         attention_dim=96,

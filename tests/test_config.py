@@ -44,6 +44,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "context_dim",  # flickr8k-cpu: Lite0's 1280 channels projected to fewer
         "batch_size",
         "epochs",
+        "control_epochs",
         "finetune_epochs",
         "scst_epochs",
         "learning_rate",
