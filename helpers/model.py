@@ -161,7 +161,7 @@ class AttentionCaptioner(CaptionDecoder):
         features = self.normalize(features)  # (batch, grid, feature_dim)
         if self.project_context:
             features = self.project_context(features)  # (batch, grid, context_dim)
-        mean = ops.mean(features, axis=1)  # (batch, feature_dim)
+        mean = ops.mean(features, axis=1)  # (batch, channels)
         return {
             "features": features,
             "projected": self.project_features(features),  # (batch, grid, attention_dim)
