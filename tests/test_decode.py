@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from helpers import model as models
+from helpers.config import get_config
 from helpers.decode import Decoder, beam_trace, best_beam
 from helpers.text import Vocabulary
 
@@ -171,14 +172,7 @@ def test_maximum_length_caps_a_caption_without_end():
 
 def small_attention_model():
     keras.utils.set_random_seed(3)
-    cfg = types.SimpleNamespace(
-        embedding_dim=8,
-        units=16,
-        attention_dim=8,
-        context_dim=0,
-        dropout=0.0,
-        attention_penalty=1.0,
-    )
+    cfg = get_config("ci", embedding_dim=8, units=16, attention_dim=8, dropout=0.0)
     return models.build("attention", cfg, len(WORDS), (5, 4), np.zeros(4), np.ones(4))
 
 

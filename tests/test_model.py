@@ -1,6 +1,6 @@
 """Models: shapes, causality, masking, attention, save and reload."""
 
-import types
+import dataclasses
 
 import keras
 import numpy as np
@@ -8,16 +8,10 @@ import pytest
 
 from helpers import model as models
 from helpers import train
+from helpers.config import get_config
 from helpers.decode import repeat_state
 
-CFG = types.SimpleNamespace(
-    embedding_dim=8,
-    units=16,
-    attention_dim=8,
-    context_dim=0,
-    dropout=0.0,
-    attention_penalty=1.0,
-)
+CFG = get_config("ci", embedding_dim=8, units=16, attention_dim=8, dropout=0.0)
 # Every decoder kind, and the attention decoder over features projected to 3 channels.
 KINDS = ["attention", "merge", "attention-projected"]
 VOCABULARY, GRID, DIM, TIME = 11, 4, 6, 7
@@ -27,12 +21,8 @@ def build(kind, penalty=1.0):
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     kind, projected, _ = kind.partition("-")
-    cfg = types.SimpleNamespace(
-        **{
-            **vars(CFG),
-            "attention_penalty": penalty,
-            "context_dim": 3 if projected else 0,
-        }
+    cfg = dataclasses.replace(
+        CFG, attention_penalty=penalty, context_dim=3 if projected else 0
     )
     return models.build(
         kind, cfg, VOCABULARY, (GRID, DIM), rng.normal(size=DIM), rng.uniform(0.5, 2, DIM)
