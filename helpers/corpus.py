@@ -133,8 +133,16 @@ def make_dataset(
     data = tf.data.Dataset.from_tensor_slices((rows, tokens))
     if shuffle:
         data = data.shuffle(len(rows), seed=seed, reshuffle_each_iteration=True)
+    # No autotuning: when an epoch ends, tf.data waits for its autotuning thread to
+    # finish its current sleep before the next epoch starts, a stall that grows with
+    # the epoch and doubled about half of the sample's epochs on 2 cores
+    # (benchmarks/epochs.py). The parallelism stays AUTOTUNE: without autotuning, as
+    # many calls as cores.
+    options = tf.data.Options()
+    options.autotune.enabled = False
     return (
         data.batch(batch_size)
         .map(load, num_parallel_calls=tf.data.AUTOTUNE)
         .prefetch(tf.data.AUTOTUNE)
+        .with_options(options)
     )
