@@ -123,8 +123,9 @@ PRESETS: dict[str, Config] = {
         data_dir="data/sample",
         sample_images=800,
         epochs=30,
-        # The control learns only the language: 8 epochs end where 16 do (1.37 val loss)
-        control_epochs=8,
+        # The control learns only the language: 5 epochs end within 0.012 validation
+        # loss of 8 and 16 (1.386, 1.375, 1.374), at no lower BLEU-4
+        control_epochs=5,
         embedding_dim=96,
         units=192,
         attention_dim=96,
