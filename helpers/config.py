@@ -174,6 +174,9 @@ PRESETS["flickr8k-cpu"] = dataclasses.replace(
     # real subset (docs/experiments.md)
     context_dim=128,
     max_length_percentile=95.0,  # half the time steps of the longest caption
+    # Twice flickr8k's rate: on the real subset's held-out photos, validation loss
+    # 2.96 against 3.06 and CIDEr-D 0.43 against 0.40 (docs/experiments.md)
+    learning_rate=8e-4,
     epochs=5,
     patience=2,
     # 1,000 updates an epoch on Flickr8k's 6,000 photos: two epochs are more updates
