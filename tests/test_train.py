@@ -50,7 +50,7 @@ def test_caption_table_and_batches_never_copy_features_per_prefix():
     assert rows[:2].tolist() == [0, 0], "one row per caption, pointing at its image"
     data = corpora.make_dataset(features, rows, tokens, batch_size=5)
     (batch_features, inputs), targets, weights = next(iter(data))
-    # Autotuning stalls the start of every other epoch (benchmarks/epochs.py).
+    # Autotuning stalls the start of about half the epochs (benchmarks/epochs.py).
     assert not data.options().autotune.enabled
     assert batch_features.shape == (5, 4, 6) and batch_features.dtype == "float32"
     np.testing.assert_array_equal(batch_features[0], features[0].astype(np.float32))
