@@ -130,7 +130,7 @@ PRESETS: dict[str, Config] = {
         units=192,
         attention_dim=96,
         # VGG16's 512 channels projected to 128 once per picture, as flickr8k-cpu
-        # does: a training step 12% shorter, validation loss no worse (0.993, 1.020)
+        # does: a training step 12% shorter, best validation loss 0.993 (1.020 without)
         context_dim=128,
         finetune_epochs=2,
         scst_epochs=10,
