@@ -1,24 +1,41 @@
 # `make demo` runs the notebook series on the embedded sample; `make test` runs all tests.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Any Python 3.11, 3.12 or 3.13; `make PYTHON=python3.13 demo` picks one.
+PYTHON ?= python3
+PYTHON_CHECK := import sys; v = sys.version_info[:2]; sys.exit(None if (3, 11) <= v <= (3, 13) \
+  else f"{sys.executable} is Python {v[0]}.{v[1]}: use 3.11, 3.12 or 3.13 (make PYTHON=...)")
 VENV := .venv
 PY := $(VENV)/bin/python
-# `make flickr8k EXTRAS=dev,gpu` on Linux with an NVIDIA GPU (pyproject.toml's gpu extra)
-EXTRAS ?= dev
+# pyproject.toml's extras; `make flickr8k EXTRAS=run,lab,web,dev,gpu` on Linux with an
+# NVIDIA GPU. The versions installed are the ones pinned in .ci/constraints.txt.
+EXTRAS ?= run,lab,web,dev
+CONSTRAINTS := .ci/constraints.txt
 STAMP := $(VENV)/.installed-$(EXTRAS)
 export TF_CPP_MIN_LOG_LEVEL := 3
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full test-gpu gpu-nbval report
+.PHONY: demo lab test lint unit notebooks-stripped nbval flickr8k test-full test-gpu gpu-nbval \
+  report lock test-hosted
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	@$(PYTHON) -c '$(PYTHON_CHECK)'
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[$(EXTRAS)]'
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[$(EXTRAS)]'
 	$(PY) -m helpers.run --register-kernel
 	touch $(STAMP)
 
 demo: $(STAMP)
 	CAPTION_PROFILE=sample $(PY) -m helpers.run
+
+# .ci/constraints.txt anew from pyproject.toml's ranges: the newest versions that
+# resolve, in a throwaway environment. Run `make test` and `make test-hosted` after it.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet --upgrade pip
+	.lock-venv/bin/pip install --quiet '.[run,lab,web,dev]'
+	{ sed -n '1,2p' $(CONSTRAINTS); .lock-venv/bin/pip freeze --exclude captioning-helpers; } \
+	  > $(CONSTRAINTS).new && mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf .lock-venv
 
 # The tables of measured numbers in README.md and docs/, from the latest runs' JSON.
 report: $(STAMP)
@@ -52,7 +69,7 @@ nbval: $(STAMP)
 # nbval on a GPU kernel (profile gpu: 2,000 generated pictures, the full-size decoder,
 # about 10 minutes on one GPU). Installs the gpu extra; without a GPU it stops at once.
 test-gpu:
-	$(MAKE) gpu-nbval EXTRAS=dev,gpu
+	$(MAKE) gpu-nbval EXTRAS=run,lab,web,dev,gpu
 gpu-nbval: $(STAMP)
 	CAPTION_PROFILE=gpu $(PY) -m helpers.run --check-device
 	CAPTION_PROFILE=gpu $(PY) $(NBVAL) --nbval-cell-timeout=1800
