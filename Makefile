@@ -66,6 +66,12 @@ NBVAL = -m pytest notebooks/ -p no:python --nbval-lax --nbval-current-env \
 nbval: $(STAMP)
 	CAPTION_PROFILE=ci $(PY) $(NBVAL) --nbval-cell-timeout=900
 
+# The series as Colab and Kaggle run it, on Python 3.12/3.13 with their own versions of
+# TensorFlow, Keras, ipykernel and ipywidgets (tests/hosted/run says how). Needs `git`
+# and the project's .venv (it writes the data); builds a Python 3.13 once if none is here.
+test-hosted: $(STAMP)
+	tests/hosted/run
+
 # nbval on a GPU kernel (profile gpu: 2,000 generated pictures, the full-size decoder,
 # about 10 minutes on one GPU). Installs the gpu extra; without a GPU it stops at once.
 test-gpu:
