@@ -257,11 +257,11 @@ CASES = {
     ),
     "bundle.json a FIFO": (
         lambda f: ((f / "bundle.json").unlink(), os.mkfifo(f / "bundle.json")),
-        r"bundle.json: not a regular file",
+        r"bundle.json: is not a regular file",
     ),
     "vocabulary.json a FIFO": (
         lambda f: ((f / "vocabulary.json").unlink(), os.mkfifo(f / "vocabulary.json")),
-        r"vocabulary.json: not a regular file",
+        r"vocabulary.json: is not a regular file",
     ),
 }
 
