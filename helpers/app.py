@@ -19,14 +19,20 @@ import argparse
 import base64
 import html
 import io
+import socket
 import sys
 import threading
+import time
 
 import matplotlib
 from flask import Flask, jsonify, request
 from PIL import Image
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.serving import (
+    ThreadedWSGIServer,
+    WSGIRequestHandler,
+    select_address_family,
+)
 
 from helpers import images, maps, viz
 from helpers.caption import captioners
@@ -64,9 +70,14 @@ BUSY = "The captioner is busy with other pictures; try again in a moment."
 # own thread), and how long a request waits for its turn before "busy" (HTTP 503).
 CONCURRENT_CAPTIONS = 2
 WAIT_SECONDS = 30
-# A connection that sends nothing for this long is closed, so slow clients cannot hold
-# the server's threads.
+# A connection that sends nothing for this long is closed; one that has not sent its
+# request line and headers this long after it started is closed too (however slowly
+# it trickles them); at most MAX_CONNECTIONS are served at once (one thread each),
+# the others wait their turn: slow clients cannot pile up threads.
 CONNECTION_TIMEOUT_SECONDS = 20
+HEADER_SECONDS = 10
+MAX_CONNECTIONS = 32
+MAX_UPLOAD_MB = 100  # --max-upload-mb: more is not a picture anyone should send
 
 
 class CaptionPage:
@@ -187,15 +198,25 @@ class CaptionPage:
         )
 
     def too_large(self, _: RequestEntityTooLarge):
-        """413, as a page or as JSON, saying which limit the upload passed."""
+        """413, as a page or as JSON, saying which limit the upload passed (a chunked
+        upload, of no declared length, passed the size limit if it read up to it)."""
         limit = int(self.limit_mb * 2**20)
-        if (request.content_length or 0) > limit:
+        chunked_over = request.content_length is None and getattr(
+            request.stream, "is_exhausted", False
+        )
+        if (request.content_length or 0) > limit or chunked_over:
             message = f"The upload is larger than the {self.limit_mb:g} MB upload limit."
         else:
             message = "The upload has more form parts or fields than a picture needs."
         if request.path.startswith("/api/"):
             return jsonify(error=message), 413
         return self.error_page(message, 413)
+
+    def http_error(self, error: HTTPException):
+        """Any other HTTP error (404, 405...): JSON under /api/, Flask's page elsewhere."""
+        if request.path.startswith("/api/"):
+            return jsonify(error=error.description), error.code
+        return error
 
 
 def create_app(
@@ -215,6 +236,7 @@ def create_app(
     app.post("/", endpoint="form")(captions.form)
     app.post("/api/caption", endpoint="api")(captions.api)
     app.register_error_handler(413, captions.too_large)
+    app.register_error_handler(HTTPException, captions.http_error)
     return app
 
 
@@ -227,10 +249,75 @@ def menu(name: str, choices: dict, chosen) -> str:
     return f'<select name="{name}">{options}</select>'
 
 
+class HeaderDeadline(socket.SocketIO):
+    """A connection's reader that, while `deadline` is set, waits no later than it."""
+
+    deadline: float | None = None
+
+    def readinto(self, buffer) -> int:
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("the request's headers took too long")
+            self._sock.settimeout(min(left, CONNECTION_TIMEOUT_SECONDS))
+        return super().readinto(buffer)
+
+
 class TimedHandler(WSGIRequestHandler):
-    """Werkzeug's request handler with a socket timeout."""
+    """Werkzeug's request handler with a socket timeout and a deadline for the request
+    line and headers (HEADER_SECONDS from when the request starts)."""
 
     timeout = CONNECTION_TIMEOUT_SECONDS
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()
+        self.reader = HeaderDeadline(self.connection, "rb")
+        self.rfile = io.BufferedReader(self.reader)
+
+    def handle_one_request(self) -> None:
+        self.reader.deadline = time.monotonic() + HEADER_SECONDS
+        super().handle_one_request()
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self.reader.deadline = None
+        self.connection.settimeout(self.timeout)
+        return parsed
+
+
+class Server(ThreadedWSGIServer):
+    """Werkzeug's threaded server with at most MAX_CONNECTIONS connections served at
+    once; the next waits in the listening queue until one ends."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+
+    def process_request(self, request, client_address) -> None:
+        self.slots.acquire()
+        try:
+            super().process_request(request, client_address)  # starts its thread
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+
+def serve(app: Flask, listening: socket.socket) -> Server:
+    """The server of `app` on an already listening socket (`listen`)."""
+    host, port = listening.getsockname()[:2]
+    return Server(host, port, app, TimedHandler, fd=listening.fileno())
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket listening on host:port; OSError if the port is taken."""
+    return socket.create_server((host, port), family=select_address_family(host, port))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,16 +343,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:  # also NaN
+        print(
+            f"error: --max-upload-mb {args.max_upload_mb}: give a size in MB above 0 "
+            f"and at most {MAX_UPLOAD_MB}",
+            file=sys.stderr,
+        )
+        return 2
+    try:  # before the model loads: a taken port is said at once
+        listening = listen(args.host, args.port)
+    except (OSError, OverflowError) as error:
+        reason = getattr(error, "strerror", None) or error
+        print(
+            f"error: {args.host}:{args.port}: cannot listen ({reason})", file=sys.stderr
+        )
+        return 2
     matplotlib.use("Agg")  # figures are drawn on request threads: no GUI backend
     try:
         loaded = captioners(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
-    app = create_app(loaded, args.max_upload_mb)
-    # Never the debugger (it runs code); a timeout per connection.
-    app.run(host=args.host, port=args.port, debug=False, request_handler=TimedHandler)
+    print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    # Never the debugger (it runs code); deadlines per connection.
+    serve(create_app(loaded, args.max_upload_mb), listening).serve_forever()
     return 0
 
 

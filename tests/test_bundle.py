@@ -242,7 +242,7 @@ CASES = {
     ),
     "a .keras without config.json": (
         lambda f: rezip(f, "attention.keras", lambda m: m.pop("config.json")),
-        r"attention.keras: not a decoder this version can load",
+        r"attention.keras: holds 2 members, not \['config.json'",
     ),
     "a .keras naming an unregistered class": (
         lambda f: rezip(f, "attention.keras", unregistered),
