@@ -19,6 +19,7 @@ import argparse
 import base64
 import html
 import io
+import os
 import socket
 import sys
 import threading
@@ -353,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     try:  # before the model loads: a taken port is said at once
         listening = listen(args.host, args.port)
     except (OSError, OverflowError) as error:
-        reason = getattr(error, "strerror", None) or error
+        reason = os.strerror(error.errno) if getattr(error, "errno", None) else error
         print(
             f"error: {args.host}:{args.port}: cannot listen ({reason})", file=sys.stderr
         )
