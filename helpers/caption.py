@@ -102,11 +102,7 @@ class Captioner:
     def open(self, path: str | Path) -> Image.Image:
         """One picture file, decoded small (`images.open_image`); ValueError naming the
         file if it is missing, not a regular file, empty or not a readable picture."""
-        try:
-            file = open_regular(path, empty=False)
-        except OSError as error:  # its message names the file
-            raise ValueError(str(error)) from None
-        with file:
+        with open_regular(path, empty=False) as file:
             try:
                 return images.open_image(file, self.image_size)
             except ValueError as error:

@@ -89,12 +89,16 @@ def _mode_problem(path, status: os.stat_result, empty: bool) -> str | None:
 def open_regular(path: str | Path, empty: bool = True) -> BinaryIO:
     """`path` opened for reading if `file_problem` finds nothing wrong with it (checked
     again on the open file, in case it was swapped); else ValueError saying what it
-    is (FileNotFoundError if it is missing). A pipe or device is never opened."""
+    is. A pipe or device is never opened."""
     problem = file_problem(path, empty)
     if problem:
-        missing = problem.endswith(": no such file")
-        raise (FileNotFoundError if missing else ValueError)(problem)
-    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # O_NONBLOCK: a swapped-in pipe
+        raise ValueError(problem)
+    try:  # O_NONBLOCK: a pipe swapped in since the check does not block
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ValueError(
+            f"{os.fsdecode(path)}: cannot be opened ({error.strerror})"
+        ) from None
     problem = _mode_problem(path, os.fstat(handle), empty)
     if problem:
         os.close(handle)
@@ -106,7 +110,7 @@ def read_regular(path: str | Path, limit: int, inside: Path | None = None) -> by
     """The bytes of a regular file of at most `limit` bytes; with `inside`, one that
     lies in that folder (a symbolic link out of it is refused). A FIFO, a device or a
     folder is refused before it is read (`open_regular`), so reading never blocks or
-    runs out of memory. ValueError or FileNotFoundError naming the file."""
+    runs out of memory. ValueError naming the file."""
     path = Path(path)
     if inside is not None:
         real = path.resolve()

@@ -46,11 +46,7 @@ def open_image(source, size: int | None = None) -> Image.Image:
     become RGB. A path is opened only if it is a regular file, not empty.
     """
     if isinstance(source, str | os.PathLike):  # only a regular file is opened
-        try:
-            file = open_regular(source, empty=False)
-        except OSError as error:
-            raise ValueError(str(error)) from None
-        with file:
+        with open_regular(source, empty=False) as file:
             return open_image(file, size)
     try:
         with Image.open(source, formats=IMAGE_FORMATS) as image:

@@ -382,6 +382,14 @@ def test_unusual_modes_decode_like_the_8_bit_picture(mode, tmp_path):
     assert abs(brightness(path) - brightness(tmp_path / "reference.png")) < 2
 
 
+def test_a_mode_i_picture_is_scaled_like_16_bit_grey():
+    """Pillow before 10 opens a 16-bit grey PNG in mode I (no format of ours saves it)."""
+    grey = np.tile(np.linspace(0, 170, 64).astype(np.uint8), (64, 1))
+    image = Image.fromarray(grey.astype(np.int32) * 257, "I")
+    shrunk = images._shrunk(image, None)
+    assert shrunk.mode == "L" and abs(np.asarray(shrunk).mean() - grey.mean()) < 1
+
+
 # ---------------------------------------------------------------- the limits table
 
 
