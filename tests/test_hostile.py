@@ -116,18 +116,14 @@ def test_attention_never_replaces_an_input_picture(tiny_bundle, tmp_path):
     photo = picture(tmp_path / "photo.png")
     before = sha256([photo])
     result = command(
-        "helpers", "caption", photo, "--model", tiny_bundle[0], "--attention", photo
-    )
-    assert "is one of the input pictures" in refused(result, photo)
-    forced = command(
         *("helpers", "caption", photo, "--model", tiny_bundle[0]),
         *("--attention", photo, "--force"),
     )
-    assert "is one of the input pictures" in refused(forced, photo)
+    assert "is one of the input pictures" in refused(result, photo)
     assert sha256([photo]) == before
 
 
-def test_attention_refuses_an_existing_file_and_a_missing_folder(tiny_bundle, tmp_path):
+def test_attention_refuses_an_existing_file(tiny_bundle, tmp_path):
     photo = picture(tmp_path / "photo.png")
     existing = tmp_path / "figure.png"
     existing.write_bytes(b"the user's own file")
@@ -136,31 +132,33 @@ def test_attention_refuses_an_existing_file_and_a_missing_folder(tiny_bundle, tm
     )
     assert "already exists (--force replaces it)" in refused(result, existing)
     assert existing.read_bytes() == b"the user's own file"
+
+
+def test_attention_needs_its_folder_and_force_replaces_a_figure(tiny_bundle, tmp_path):
+    """Checked before the model loads (in-process: the same function as above)."""
+    from helpers import caption
+
+    huge = tmp_path / "huge.jpg"  # over the pixel limit, shrunk while decoding
+    Image.new("RGB", (6000, 4400), (20, 120, 200)).save(huge, quality=50)
+    assert 6000 * 4400 > images.MAX_PIXELS
     deep = tmp_path / "no" / "such" / "figure.png"
-    result = command(
-        "helpers", "caption", photo, "--model", tiny_bundle[0], "--attention", deep
-    )
-    assert "does not exist" in refused(result, deep)
+    args = caption.parse([str(huge), "--model", "b", "--attention", str(deep)])
+    assert "does not exist" in caption.attention_problem(args)
+    old = tmp_path / "figure.png"
+    old.write_bytes(b"an old figure")
+    argv = [str(huge), "--model", str(tiny_bundle[0]), "--attention", str(old)]
+    assert caption.main(argv + ["--force"]) == 0
+    with Image.open(old) as figure:
+        assert figure.format == "PNG"
     assert not (tmp_path / "no").exists()
 
 
-def test_attention_on_a_huge_picture_and_into_a_read_only_folder(tiny_bundle, tmp_path):
+def test_attention_on_a_huge_picture_into_a_read_only_folder(tiny_bundle, tmp_path):
     """A JPEG over the pixel limit is captioned from its shrunk decoding, and so is its
-    figure (never the full size); --force replaces an old figure; a folder we cannot
-    write into gets the figure's name, not a temporary file's."""
+    figure (reopening the file at full size crashed after the caption); a folder we
+    cannot write into gets the figure's name, not a temporary file's."""
     huge = tmp_path / "huge.jpg"
     Image.new("RGB", (6000, 4400), (20, 120, 200)).save(huge, quality=50)
-    assert 6000 * 4400 > images.MAX_PIXELS
-    old = tmp_path / "figure.png"
-    old.write_bytes(b"an old figure")
-    result = command(
-        *("helpers", "caption", huge, "--model", tiny_bundle[0]),
-        *("--attention", old, "--force"),
-    )
-    assert result.returncode == 0 and errors(result) == [], result.stderr
-    assert result.stdout.startswith(f"{huge}: ")
-    with Image.open(old) as figure:
-        assert figure.format == "PNG"
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o555)
     if os.geteuid() == 0:  # root writes anywhere, except in /sys
@@ -262,20 +260,16 @@ def test_caption_files_that_are_not_captions(tmp_path, name, content, message):
 # ---------------------------------------------------------------- the web page
 
 
-def test_serve_refuses_a_nonsense_upload_limit_and_a_taken_port(tiny_bundle):
-    folder = tiny_bundle[0]
-    line = refused(
-        command("helpers", "serve", "--model", folder, "--max-upload-mb", "nan")
-    )
-    assert line.startswith("error: --max-upload-mb nan: give a size in MB")
+def test_serve_refuses_a_taken_port_before_the_model_loads(tmp_path):
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        result = command("helpers", "serve", "--model", folder, "--port", port)
+        result = command("helpers", "serve", "--model", tmp_path, "--port", port)
     refused(result, f"127.0.0.1:{port}: cannot listen (Address already in use)")
 
 
-@pytest.mark.parametrize("size", ["inf", "-1", "0", "101"])
+@pytest.mark.parametrize("size", ["nan", "inf", "-1", "0", "101"])
 def test_serve_refuses_each_upload_limit_outside_its_range(size, capsys):
+    """Refused before the model loads (`no-bundle` is never opened)."""
     assert web.main(["--model", "no-bundle", "--max-upload-mb", size]) == 2
     assert capsys.readouterr().err.startswith(f"error: --max-upload-mb {float(size)}")
 
