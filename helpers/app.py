@@ -20,24 +20,18 @@ import base64
 import html
 import io
 import os
-import socket
 import sys
 import threading
-import time
 
 import matplotlib
 from flask import Flask, jsonify, request
 from PIL import Image
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
-from werkzeug.serving import (
-    ThreadedWSGIServer,
-    WSGIRequestHandler,
-    select_address_family,
-)
 
 from helpers import images, maps, viz
 from helpers.caption import captioners
 from helpers.model import KINDS
+from helpers.server import listen, serve
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
@@ -71,13 +65,6 @@ BUSY = "The captioner is busy with other pictures; try again in a moment."
 # own thread), and how long a request waits for its turn before "busy" (HTTP 503).
 CONCURRENT_CAPTIONS = 2
 WAIT_SECONDS = 30
-# A connection that sends nothing for this long is closed; one that has not sent its
-# request line and headers this long after it started is closed too (however slowly
-# it trickles them); at most MAX_CONNECTIONS are served at once (one thread each),
-# the others wait their turn: slow clients cannot pile up threads.
-CONNECTION_TIMEOUT_SECONDS = 20
-HEADER_SECONDS = 10
-MAX_CONNECTIONS = 32
 MAX_UPLOAD_MB = 100  # --max-upload-mb: more is not a picture anyone should send
 
 
@@ -248,77 +235,6 @@ def menu(name: str, choices: dict, chosen) -> str:
         for v, label in choices.items()
     )
     return f'<select name="{name}">{options}</select>'
-
-
-class HeaderDeadline(socket.SocketIO):
-    """A connection's reader that, while `deadline` is set, waits no later than it."""
-
-    deadline: float | None = None
-
-    def readinto(self, buffer) -> int:
-        if self.deadline is not None:
-            left = self.deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("the request's headers took too long")
-            self._sock.settimeout(min(left, CONNECTION_TIMEOUT_SECONDS))
-        return super().readinto(buffer)
-
-
-class TimedHandler(WSGIRequestHandler):
-    """Werkzeug's request handler with a socket timeout and a deadline for the request
-    line and headers (HEADER_SECONDS from when the request starts)."""
-
-    timeout = CONNECTION_TIMEOUT_SECONDS
-
-    def setup(self) -> None:
-        super().setup()
-        self.rfile.close()
-        self.reader = HeaderDeadline(self.connection, "rb")
-        self.rfile = io.BufferedReader(self.reader)
-
-    def handle_one_request(self) -> None:
-        self.reader.deadline = time.monotonic() + HEADER_SECONDS
-        super().handle_one_request()
-
-    def parse_request(self) -> bool:
-        parsed = super().parse_request()  # reads the headers
-        self.reader.deadline = None
-        self.connection.settimeout(self.timeout)
-        return parsed
-
-
-class Server(ThreadedWSGIServer):
-    """Werkzeug's threaded server with at most MAX_CONNECTIONS connections served at
-    once; the next waits in the listening queue until one ends."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-
-    def process_request(self, request, client_address) -> None:
-        self.slots.acquire()
-        try:
-            super().process_request(request, client_address)  # starts its thread
-        except BaseException:
-            self.slots.release()
-            raise
-
-    def process_request_thread(self, request, client_address) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-
-
-def serve(app: Flask, listening: socket.socket) -> Server:
-    """The server of `app` on an already listening socket (`listen`)."""
-    host, port = listening.getsockname()[:2]
-    return Server(host, port, app, TimedHandler, fd=listening.fileno())
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A socket listening on host:port; OSError if the port is taken."""
-    return socket.create_server((host, port), family=select_address_family(host, port))
 
 
 def build_parser() -> argparse.ArgumentParser:

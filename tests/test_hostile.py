@@ -22,7 +22,7 @@ from PIL import Image
 from test_bundle import edit_json, rezip
 
 from helpers import app as web
-from helpers import bundle, files, formats, images
+from helpers import bundle, files, formats, images, server
 from helpers.paths import ROOT
 
 SECONDS = 120  # per command: a hang fails the case instead of the whole run
@@ -312,16 +312,16 @@ def test_slow_clients_get_a_header_deadline_and_a_bounded_number_of_threads(
 ):
     """2,000 slow connections held 2,020 threads; now at most MAX_CONNECTIONS are
     served at once, and one that trickles its headers is closed at the deadline."""
-    monkeypatch.setattr(web, "HEADER_SECONDS", 1.0)
-    monkeypatch.setattr(web, "MAX_CONNECTIONS", 4)
-    listening = web.listen("127.0.0.1", 0)
+    monkeypatch.setattr(server, "HEADER_SECONDS", 1.0)
+    monkeypatch.setattr(server, "MAX_CONNECTIONS", 4)
+    listening = server.listen("127.0.0.1", 0)
 
     def hello(environ, start_response):
         start_response("200 OK", [("Content-Length", "2")])
         return [b"ok"]
 
-    server = web.serve(hello, listening)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    running = server.serve(hello, listening)
+    threading.Thread(target=running.serve_forever, daemon=True).start()
     port = listening.getsockname()[1]
     try:
         threads = threading.active_count()
@@ -342,7 +342,7 @@ def test_slow_clients_get_a_header_deadline_and_a_bounded_number_of_threads(
         client.request("GET", "/")
         assert client.getresponse().read() == b"ok"  # still serving
     finally:
-        server.shutdown()
+        running.shutdown()
         listening.close()
 
 
@@ -422,9 +422,9 @@ def test_every_limit_in_the_design_table_names_a_test_that_exists():
         "vocabulary": f"{bundle.DECODER_LIMITS['vocabulary_size'][1]:,}",
         "layer sizes": f"units {bundle.DECODER_LIMITS['units'][1]:,}",
         "upload size": f"at most {web.MAX_UPLOAD_MB}",
-        "header deadline": f"{web.HEADER_SECONDS} s",
-        "connections served": str(web.MAX_CONNECTIONS),
-        "silent": f"{web.CONNECTION_TIMEOUT_SECONDS} s",
+        "header deadline": f"{server.HEADER_SECONDS} s",
+        "connections served": str(server.MAX_CONNECTIONS),
+        "silent": f"{server.CONNECTION_TIMEOUT_SECONDS} s",
     }
     tests = {path.stem: path.read_text() for path in (ROOT / "tests").glob("test_*.py")}
     for key, value in values.items():
