@@ -255,6 +255,7 @@ def test_caption_files_that_are_not_captions(tmp_path, name, content, message):
     else:
         (data / name).write_bytes(content)
     refused(command("helpers.data", "inspect", data), data / message)
+    assert content is None or (data / name).read_bytes() == content
 
 
 # ---------------------------------------------------------------- the web page
