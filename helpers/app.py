@@ -9,8 +9,9 @@ one shared encoder: the same photo can be captioned by each in turn.
 
 Flask, because the page is one form and one result: a few dozen lines, no JavaScript
 build, no assets fetched from the internet, and Werkzeug's test client for fast tests.
-It listens on 127.0.0.1 unless told otherwise, and refuses uploads over the size limit
-and files that are not images, with a message.
+It listens on 127.0.0.1 unless told otherwise, refuses uploads over the size limit
+and files that are not images, with a message, and serves through `helpers.server`
+(deadlines and a bound on connections for slow clients).
 """
 
 from __future__ import annotations
