@@ -2,6 +2,8 @@
 
 import sys
 
+from helpers.files import printable_output
+
 USAGE = """usage: python -m helpers {caption,serve} ...
 
   caption IMAGE [IMAGE ...] --model BUNDLE   caption your own pictures
@@ -13,6 +15,7 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] not in ("caption", "serve"):
         print(USAGE, file=sys.stderr)
         return 2
+    printable_output()
     # Imported here, not at the top: the usage above is printed without TensorFlow.
     if argv[0] == "caption":
         from helpers.caption import main as command

@@ -9,8 +9,9 @@ one shared encoder: the same photo can be captioned by each in turn.
 
 Flask, because the page is one form and one result: a few dozen lines, no JavaScript
 build, no assets fetched from the internet, and Werkzeug's test client for fast tests.
-It listens on 127.0.0.1 unless told otherwise, and refuses uploads over the size limit
-and files that are not images, with a message.
+It listens on 127.0.0.1 unless told otherwise, refuses uploads over the size limit
+and files that are not images, with a message, and serves through `helpers.server`
+(deadlines and a bound on connections for slow clients).
 """
 
 from __future__ import annotations
@@ -19,18 +20,19 @@ import argparse
 import base64
 import html
 import io
+import os
 import sys
 import threading
 
 import matplotlib
 from flask import Flask, jsonify, request
 from PIL import Image
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.serving import WSGIRequestHandler
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from helpers import images, maps, viz
 from helpers.caption import captioners
 from helpers.model import KINDS
+from helpers.server import listen, serve
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Image captioning</title>
@@ -64,9 +66,7 @@ BUSY = "The captioner is busy with other pictures; try again in a moment."
 # own thread), and how long a request waits for its turn before "busy" (HTTP 503).
 CONCURRENT_CAPTIONS = 2
 WAIT_SECONDS = 30
-# A connection that sends nothing for this long is closed, so slow clients cannot hold
-# the server's threads.
-CONNECTION_TIMEOUT_SECONDS = 20
+MAX_UPLOAD_MB = 100  # --max-upload-mb: more is not a picture anyone should send
 
 
 class CaptionPage:
@@ -187,15 +187,25 @@ class CaptionPage:
         )
 
     def too_large(self, _: RequestEntityTooLarge):
-        """413, as a page or as JSON, saying which limit the upload passed."""
+        """413, as a page or as JSON, saying which limit the upload passed (a chunked
+        upload, of no declared length, passed the size limit if it read up to it)."""
         limit = int(self.limit_mb * 2**20)
-        if (request.content_length or 0) > limit:
+        chunked_over = request.content_length is None and getattr(
+            request.stream, "is_exhausted", False
+        )
+        if (request.content_length or 0) > limit or chunked_over:
             message = f"The upload is larger than the {self.limit_mb:g} MB upload limit."
         else:
             message = "The upload has more form parts or fields than a picture needs."
         if request.path.startswith("/api/"):
             return jsonify(error=message), 413
         return self.error_page(message, 413)
+
+    def http_error(self, error: HTTPException):
+        """Any other HTTP error (404, 405...): JSON under /api/, Flask's page elsewhere."""
+        if request.path.startswith("/api/"):
+            return jsonify(error=error.description), error.code
+        return error
 
 
 def create_app(
@@ -215,6 +225,7 @@ def create_app(
     app.post("/", endpoint="form")(captions.form)
     app.post("/api/caption", endpoint="api")(captions.api)
     app.register_error_handler(413, captions.too_large)
+    app.register_error_handler(HTTPException, captions.http_error)
     return app
 
 
@@ -225,12 +236,6 @@ def menu(name: str, choices: dict, chosen) -> str:
         for v, label in choices.items()
     )
     return f'<select name="{name}">{options}</select>'
-
-
-class TimedHandler(WSGIRequestHandler):
-    """Werkzeug's request handler with a socket timeout."""
-
-    timeout = CONNECTION_TIMEOUT_SECONDS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -256,16 +261,30 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if not 0 < args.max_upload_mb <= MAX_UPLOAD_MB:  # also NaN
+        print(
+            f"error: --max-upload-mb {args.max_upload_mb}: give a size in MB above 0 "
+            f"and at most {MAX_UPLOAD_MB}",
+            file=sys.stderr,
+        )
+        return 2
+    try:  # before the model loads: a taken port is said at once
+        listening = listen(args.host, args.port)
+    except (OSError, OverflowError) as error:
+        reason = os.strerror(error.errno) if getattr(error, "errno", None) else error
+        print(
+            f"error: {args.host}:{args.port}: cannot listen ({reason})", file=sys.stderr
+        )
+        return 2
     matplotlib.use("Agg")  # figures are drawn on request threads: no GUI backend
     try:
         loaded = captioners(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)")
-    app = create_app(loaded, args.max_upload_mb)
-    # Never the debugger (it runs code); a timeout per connection.
-    app.run(host=args.host, port=args.port, debug=False, request_handler=TimedHandler)
+    print(f"Open http://{args.host}:{args.port}/ (Ctrl+C stops)", flush=True)
+    # Never the debugger (it runs code); deadlines per connection.
+    serve(create_app(loaded, args.max_upload_mb), listening).serve_forever()
     return 0
 
 

@@ -1,10 +1,12 @@
 """Caption your own pictures with a trained bundle.
 
     python -m helpers caption IMAGE [IMAGE ...] --model BUNDLE [--beam 3]
-                              [--attention OUT.png] [--json] [--weights PATH]
+                              [--attention OUT.png [--force]] [--json] [--weights PATH]
 
-A missing, unreadable or corrupt file gets a message naming it and exit status 2;
-the other images are still captioned. Pictures are read, encoded and captioned a few
+A missing, unreadable or corrupt file (or a folder, pipe, device or empty file) gets
+one line naming it and exit status 2; the other images are still captioned.
+--attention never replaces an input picture, refuses an existing file unless --force
+and writes only into an existing folder. Pictures are read, encoded and captioned a few
 at a time, so memory does not grow with how many are given. A model trained on the
 generated sample says so on stderr: it only knows shapes.
 """
@@ -18,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from helpers import bundle, encoders, images, maps, viz
 from helpers.config import MAX_BEAM, sample_model_note
 from helpers.decode import Decoder
+from helpers.files import open_regular
 from helpers.model import KINDS
 
 CHUNK = 8  # pictures decoded, encoded and captioned together
@@ -78,29 +82,35 @@ class Captioner:
         self, paths: list[Path], beam_width: int = 3
     ) -> Iterator[tuple[Path, dict | ValueError]]:
         """(path, result) for each file in order, or (path, the error) for one that is
-        not a readable picture; CHUNK pictures at a time."""
+        not a readable picture; CHUNK pictures at a time. A result also holds the
+        decoded picture (at most twice the encoder's size a side, its aspect kept)."""
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start : start + CHUNK]
-            loaded = {}
+            opened = {}
             for path in chunk:
                 try:
-                    loaded[path] = self.load(path)
+                    opened[path] = self.open(path)
                 except ValueError as error:
-                    loaded[path] = error
-            good = [p for p in chunk if not isinstance(loaded[p], ValueError)]
-            results = self.caption_pictures([loaded[p] for p in good], beam_width)
-            done = dict(zip(good, results)) if good else {}
+                    opened[path] = error
+            good = [p for p in chunk if not isinstance(opened[p], ValueError)]
+            pictures = [images.encoder_input(opened[p], self.image_size) for p in good]
+            results = self.caption_pictures(pictures, beam_width) if good else []
+            done = {p: {**r, "picture": opened[p]} for p, r in zip(good, results)}
             for path in chunk:
-                yield path, done.get(path, loaded[path])
+                yield path, done.get(path, opened[path])
+
+    def open(self, path: str | Path) -> Image.Image:
+        """One picture file, decoded small (`images.open_image`); ValueError naming the
+        file if it is missing, not a regular file, empty or not a readable picture."""
+        with open_regular(path, empty=False) as file:
+            try:
+                return images.open_image(file, self.image_size)
+            except ValueError as error:
+                raise ValueError(f"{path}: not a readable image ({error})") from None
 
     def load(self, path: str | Path) -> np.ndarray:
         """Decode one file for the encoder; ValueError naming the file if it is bad."""
-        if not Path(path).is_file():
-            raise ValueError(f"{path}: no such file")
-        try:
-            return images.load_image(path, self.image_size)
-        except ValueError as error:
-            raise ValueError(f"{path}: not a readable image ({error})") from None
+        return images.encoder_input(self.open(path), self.image_size)
 
 
 def captioners(
@@ -123,6 +133,26 @@ def attention_path(base: Path, image: Path, number: int, several: bool) -> Path:
     )
 
 
+def attention_problem(args: argparse.Namespace) -> str | None:
+    """Why the --attention figures cannot be written where asked (one line naming
+    the file), or None: checked before any work. An input picture is never
+    replaced; another existing file only with --force; the folder must exist."""
+    several = len(args.images) > 1
+    for number, image in enumerate(args.images, start=1):
+        target = attention_path(args.attention, image, number, several)
+        if target.is_dir():
+            return f"--attention {target}: a folder; give a file name (.png)"
+        if not target.parent.is_dir():
+            return f"--attention {target}: the folder {target.parent} does not exist"
+        if not target.exists():
+            continue
+        if any(p.exists() and target.samefile(p) for p in args.images):
+            return f"--attention {target}: is one of the input pictures; refused"
+        if not args.force:
+            return f"--attention {target}: already exists (--force replaces it)"
+    return None
+
+
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m helpers caption",
@@ -135,19 +165,30 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--beam", type=int, help="beam width, 1 = greedy (default: the bundle's)"
     )
-    parser.add_argument("--attention", type=Path, help="save word-by-word attention PNG")
+    parser.add_argument(
+        "--attention",
+        type=Path,
+        help="save word-by-word attention PNG (OUT_<n>_<image>.png for several); "
+        "its folder must exist, an existing file is refused unless --force, an "
+        "input picture always",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="--attention may replace existing files"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON lines")
     parser.add_argument("--weights", help="the encoder's weights file, if it used one")
     args = parser.parse_args(argv)
     if args.beam is not None and not 1 <= args.beam <= MAX_BEAM:
         parser.error(f"--beam must be from 1 to {MAX_BEAM}")
-    if args.attention and args.attention.is_dir():
-        parser.error(f"--attention {args.attention}: a folder; give a file name (.png)")
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
+    problem = args.attention and attention_problem(args)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     try:
         captioner = Captioner(args.model, args.kind, args.weights)
     except (OSError, ValueError, RuntimeError) as error:
@@ -170,13 +211,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"{path}: {result['text']}", flush=True)
         if args.attention:
-            figure = maps.attention_figure(path, result["words"], result["attention"])
+            target = attention_path(args.attention, path, number, several)
             try:
-                viz.save_figure_to(
-                    figure, attention_path(args.attention, path, number, several)
+                figure = maps.attention_figure(
+                    result["picture"], result["words"], result["attention"]
                 )
-            except OSError as error:
-                print(f"error: {args.attention}: cannot write ({error})", file=sys.stderr)
+                viz.save_figure_to(figure, target)
+            except (OSError, ValueError) as error:
+                reason = getattr(error, "strerror", None) or error
+                print(f"error: {target}: cannot write ({reason})", file=sys.stderr)
                 failed += 1
     return 2 if failed else 0
 

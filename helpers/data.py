@@ -16,6 +16,7 @@ from pathlib import Path
 
 from helpers import download
 from helpers.config import Config
+from helpers.files import file_problem, printable_output
 from helpers.formats import (
     SPLIT_FILES,
     read_coco,
@@ -93,8 +94,9 @@ def _find(root: Path, *names: str) -> Path | None:
     return None
 
 
-def _image_files(root: Path, layout: str) -> dict[str, Path]:
-    """Image name -> path for every image file of the layout."""
+def _image_files(root: Path, layout: str, notes: list[str]) -> dict[str, Path]:
+    """Image name -> path for every image file of the layout: a regular file that is
+    not empty (a folder, pipe, device or link loop named *.jpg is left out, noted)."""
     if layout == "coco2014":
         folders = [f for f in (root / "train2014", root / "val2014") if f.is_dir()]
     else:
@@ -104,12 +106,18 @@ def _image_files(root: Path, layout: str) -> dict[str, Path]:
         raise FileNotFoundError(
             f"{root}: found captions but no image folder (looked for {IMAGE_FOLDERS})"
         )
-    return {
-        path.name: path
-        for folder in folders
-        for path in sorted(folder.iterdir())
-        if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-    }
+    files, refused = {}, []
+    for folder in folders:
+        for path in sorted(folder.iterdir()):
+            if path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith("."):
+                problem = file_problem(path)
+                if problem:
+                    refused.append(problem)
+                else:
+                    files[path.name] = path
+    if refused:
+        notes.append(f"{len(refused)} image file(s) left out: " + "; ".join(refused[:5]))
+    return files
 
 
 def read_captions(root: Path, notes: list[str]):
@@ -192,7 +200,7 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
         raise FileNotFoundError(f"{root}: no such folder")
     notes: list[str] = []
     layout, captions, split_lists, split_source = read_captions(root, notes)
-    files = _image_files(root, layout)
+    files = _image_files(root, layout, notes)
     missing = sorted(set(captions) - set(files))
     without = sorted(set(files) - set(captions))
     usable = {name: captions[name] for name in sorted(set(captions) & set(files))}
@@ -294,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch.add_argument("--to", type=Path, default=Path("data"), help="parent folder")
     fetch.add_argument("--base-url", help=argparse.SUPPRESS)  # tests: a loopback server
     args = parser.parse_args(argv)
+    printable_output()
     try:
         if args.command == "inspect":
             report = load_dataset(args.data_dir).report()

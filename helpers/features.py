@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from helpers.encoders import (
     tuned_part,
     weights_identity,
 )
-from helpers.files import claim_folder
+from helpers.files import claim_folder, printable_output
 from helpers.images import load_image
 
 
@@ -39,7 +40,7 @@ def decode_in_graph(size: int):
 
     def decode(path):
         try:
-            return load_image(path.numpy().decode(), size), ""
+            return load_image(os.fsdecode(path.numpy()), size), ""
         except ValueError as error:
             return np.zeros((size, size, 3), np.uint8), str(error)
 
@@ -60,7 +61,7 @@ def image_dataset(paths: list[Path], size: int, batch_size: int, encoder: str = 
 
     prepare = preprocess(encoder)
     return (
-        tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
+        tf.data.Dataset.from_tensor_slices([os.fsencode(p) for p in paths])
         .map(
             decode_in_graph(size), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
         )
@@ -204,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         "--source", type=Path, help="a cache of the frozen layer to start from"
     )
     args = parser.parse_args(argv)
+    printable_output()
     for option in ("limit", "batch_size", "image_size"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -213,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--weights {weights}: no such file (use imagenet, none or a path)")
     try:
         dataset = load_dataset(args.data)
+        for note in dataset.notes:
+            print(f"note: {note}", file=sys.stderr)
         paths = dict(list(dataset.image_paths.items())[: args.limit])
         index = extract(
             paths,

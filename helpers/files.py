@@ -16,8 +16,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import BinaryIO
 
 OWNED = ".written-by-captioning"
+
+
+def printable_output() -> None:
+    """Let stdout and stderr print any file name: bytes that are not UTF-8 (kept as
+    surrogates by `os.fsdecode`) show as escapes instead of crashing the print."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
@@ -52,30 +61,65 @@ MAX_JSON_BYTES = 64 * 2**20  # an index of COCO's 123,287 pictures is about 5 MB
 MAX_TEXT_BYTES = 512 * 2**20  # caption files: Flickr30k's is 16 MB, COCO's 100 MB
 
 
+def file_problem(path: str | Path, empty: bool = False) -> str | None:
+    """What keeps `path` from being a regular file we may open, in one line naming it
+    ("is a directory", "is not a regular file", "is empty"...), or None. Only
+    `os.stat` is used: nothing is opened."""
+    try:
+        status = os.stat(path)
+    except FileNotFoundError:
+        return f"{os.fsdecode(path)}: no such file"
+    except OSError as error:  # a symbolic link loop, a folder we may not enter, ...
+        return f"{os.fsdecode(path)}: cannot be read ({error.strerror})"
+    return _mode_problem(path, status, empty)
+
+
+def _mode_problem(path, status: os.stat_result, empty: bool) -> str | None:
+    if stat.S_ISDIR(status.st_mode):
+        what = "is a directory"
+    elif not stat.S_ISREG(status.st_mode):
+        what = "is not a regular file (a pipe, socket or device)"
+    elif status.st_size == 0 and not empty:
+        what = "is empty"
+    else:
+        return None
+    return f"{os.fsdecode(path)}: {what}"
+
+
+def open_regular(path: str | Path, empty: bool = True) -> BinaryIO:
+    """`path` opened for reading if `file_problem` finds nothing wrong with it (checked
+    again on the open file, in case it was swapped); else ValueError saying what it
+    is. A pipe or device is never opened."""
+    problem = file_problem(path, empty)
+    if problem:
+        raise ValueError(problem)
+    try:  # O_NONBLOCK: a pipe swapped in since the check does not block
+        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ValueError(
+            f"{os.fsdecode(path)}: cannot be opened ({error.strerror})"
+        ) from None
+    problem = _mode_problem(path, os.fstat(handle), empty)
+    if problem:
+        os.close(handle)
+        raise ValueError(problem)
+    return os.fdopen(handle, "rb")
+
+
 def read_regular(path: str | Path, limit: int, inside: Path | None = None) -> bytes:
     """The bytes of a regular file of at most `limit` bytes; with `inside`, one that
     lies in that folder (a symbolic link out of it is refused). A FIFO, a device or a
-    folder is refused before it is read, so reading never blocks or runs out of
-    memory. ValueError or FileNotFoundError naming the file."""
+    folder is refused before it is read (`open_regular`), so reading never blocks or
+    runs out of memory. ValueError naming the file."""
     path = Path(path)
     if inside is not None:
         real = path.resolve()
         if not real.is_relative_to(Path(inside).resolve()):
             raise ValueError(f"{path}: leads out of {inside} (to {real}); refused")
-    try:
-        handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path}: no such file") from None
-    except OSError as error:
-        raise ValueError(f"{path}: cannot be opened ({error.strerror})") from None
-    with os.fdopen(handle, "rb") as file:
-        status = os.fstat(file.fileno())
-        if not stat.S_ISREG(status.st_mode):
-            raise ValueError(f"{path}: not a regular file (a pipe, device or folder)")
-        if status.st_size > limit:
-            raise ValueError(
-                f"{path}: {status.st_size:,} bytes, over the {limit:,} limit"
-            )
+    with open_regular(path) as file:
+        size = os.fstat(file.fileno()).st_size
+        if size > limit:
+            raise ValueError(f"{path}: {size:,} bytes, over the {limit:,} limit")
         data = file.read(limit + 1)
     if len(data) > limit:  # it grew while we read it
         raise ValueError(f"{path}: over the {limit:,} byte limit")

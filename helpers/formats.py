@@ -26,11 +26,29 @@ KARPATHY_SPLITS = {"train": "train", "restval": "train", "val": "dev", "test": "
 _TOKEN_LINE = re.compile(r"^(?P<image>[^#\s]+)#(?P<index>\d+)[\t ]+(?P<caption>.*\S)\s*$")
 
 
+# The longest line a caption file may hold: a caption is under 1 kB in every dataset
+# we read, so a longer line is a file that is not what its name says.
+MAX_LINE_BYTES = 64 * 2**10
+
+
 def read_text(path: Path) -> str:
     """A UTF-8 text file (a leading BOM dropped); ValueError naming the file and line.
 
-    Only a regular file of at most MAX_TEXT_BYTES is read (not a pipe or a device)."""
+    Only a regular file of at most MAX_TEXT_BYTES is read (not a pipe or a device),
+    with no NUL byte and no line over MAX_LINE_BYTES."""
     raw = read_regular(path, MAX_TEXT_BYTES)
+    if (nul := raw.find(b"\0")) != -1:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise ValueError(f"{path}:{line}: a NUL byte (a binary file, not captions?)")
+    start = 0
+    while len(raw) - start > MAX_LINE_BYTES:
+        end = raw.rfind(b"\n", start, start + MAX_LINE_BYTES + 1)
+        if end == -1:
+            line = raw.count(b"\n", 0, start) + 1
+            raise ValueError(
+                f"{path}:{line}: a line over {MAX_LINE_BYTES:,} bytes (not captions?)"
+            )
+        start = end + 1
     try:
         text = raw.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as error:

@@ -3,8 +3,12 @@ checked before decoding, EXIF rotation, and RGB as people see it."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+
+from helpers.files import open_regular
 
 # The formats we open, and only these: Pillow would otherwise also try formats that
 # start external programs (EPS runs Ghostscript). "JPEG" includes phones' MPO files.
@@ -38,8 +42,12 @@ def open_image(source, size: int | None = None) -> Image.Image:
     it is decoded, to at most twice `size` a side (a JPEG already while decoding, at
     1/2, 1/4 or 1/8 scale), so rotating it and laying transparency on white work on
     the small copy: memory stays near that of the one decoded picture, whatever its
-    mode. EXIF rotation is applied, grayscale and CMYK become RGB.
+    mode. EXIF rotation is applied, grayscale (16-bit scaled, not clipped) and CMYK
+    become RGB. A path is opened only if it is a regular file, not empty.
     """
+    if isinstance(source, str | os.PathLike):  # only a regular file is opened
+        with open_regular(source, empty=False) as file:
+            return open_image(file, size)
     try:
         with Image.open(source, formats=IMAGE_FORMATS) as image:
             if size:
@@ -74,8 +82,11 @@ def _shrunk(image: Image.Image, size: int | None) -> Image.Image:
     """A copy of the decoded picture at most 2 * `size` a side (each side on its own:
     the encoder squeezes the picture into a square anyway)."""
     image.load()
-    if image.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
-        image = image.convert("RGBA" if "A" in image.mode else "RGB")  # 16-bit, float
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        # 16-bit grey (PNG), 0..65535: scaled to 8 bits, where convert() would clip
+        image = image.point(lambda value: value / 257).convert("L")
+    elif image.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
+        image = image.convert("RGBA" if "A" in image.mode else "RGB")
     if not size:
         return image.copy()
     target = (min(image.width, 2 * size), min(image.height, 2 * size))
@@ -86,7 +97,12 @@ def _shrunk(image: Image.Image, size: int | None) -> Image.Image:
     return image.resize(target, Image.BICUBIC, reducing_gap=2.0)
 
 
+def encoder_input(image: Image.Image, size: int) -> np.ndarray:
+    """An opened picture squeezed to (size, size, 3) uint8 RGB for the encoder."""
+    image = image.resize((size, size), Image.BICUBIC, reducing_gap=3)
+    return np.asarray(image, dtype=np.uint8)
+
+
 def load_image(source, size: int) -> np.ndarray:
     """A picture as (size, size, 3) uint8 RGB for the encoder; ValueError if bad."""
-    image = open_image(source, size).resize((size, size), Image.BICUBIC, reducing_gap=3)
-    return np.asarray(image, dtype=np.uint8)
+    return encoder_input(open_image(source, size), size)

@@ -284,9 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--set",
         nargs="*",
+        action="extend",
         default=[],
         metavar="FIELD=VALUE",
-        help="config overrides for every notebook, e.g. data_dir=/data/Flickr8k epochs=3",
+        help="config overrides for every notebook, e.g. data_dir=/data/Flickr8k epochs=3 "
+        "(--set may be given several times: all of them apply)",
     )
     args = parser.parse_args(argv)
     try:

@@ -256,6 +256,6 @@ def test_a_file_without_a_readable_name_is_still_captioned(app):
 
 
 def test_a_silent_connection_is_closed():
-    from helpers.app import CONNECTION_TIMEOUT_SECONDS, TimedHandler
+    from helpers.server import CONNECTION_TIMEOUT_SECONDS, TimedHandler
 
     assert TimedHandler.timeout == CONNECTION_TIMEOUT_SECONDS <= 60

@@ -190,6 +190,17 @@ def rezip(folder, name, change):
     )
 
 
+def sized(**sizes):
+    """A change to a .keras file: its decoder config asks for these sizes."""
+
+    def change(members):
+        config = json.loads(members["config.json"])
+        config["config"].update(sizes)
+        members["config.json"] = json.dumps(config).encode()
+
+    return change
+
+
 def unregistered(members):
     config = json.loads(members["config.json"])
     config["class_name"], config["registered_name"] = "Nope", "captioning>Nope"
@@ -242,7 +253,31 @@ CASES = {
     ),
     "a .keras without config.json": (
         lambda f: rezip(f, "attention.keras", lambda m: m.pop("config.json")),
-        r"attention.keras: not a decoder this version can load",
+        r"attention.keras: holds 2 members, not \['config.json'",
+    ),
+    "a .keras with a member over its unpacked size": (
+        lambda f: rezip(
+            f,
+            "attention.keras",
+            lambda m: m.update({"config.json": m["config.json"] + b" " * 2**22}),
+        ),
+        r"attention.keras: config.json is [\d,]+ bytes unpacked, over the 4,194,304",
+    ),
+    "a .keras with a member of its own": (
+        lambda f: rezip(f, "attention.keras", lambda m: m.update({"x.bin": b"x"})),
+        r"attention.keras: holds 4 members",
+    ),
+    "a decoder asking for 100,000 units": (
+        lambda f: rezip(f, "attention.keras", sized(units=100_000)),
+        r"attention.keras: units = 100000 is outside 1..2048",
+    ),
+    "a decoder asking for a huge embedding": (
+        lambda f: rezip(f, "attention.keras", sized(embedding_dim=2**20)),
+        r"attention.keras: embedding_dim = 1048576 is outside 1..1024",
+    ),
+    "bundle.json a directory": (
+        lambda f: ((f / "bundle.json").unlink(), (f / "bundle.json").mkdir()),
+        r"bundle.json: is a directory",
     ),
     "a .keras naming an unregistered class": (
         lambda f: rezip(f, "attention.keras", unregistered),
@@ -257,11 +292,11 @@ CASES = {
     ),
     "bundle.json a FIFO": (
         lambda f: ((f / "bundle.json").unlink(), os.mkfifo(f / "bundle.json")),
-        r"bundle.json: not a regular file",
+        r"bundle.json: is not a regular file",
     ),
     "vocabulary.json a FIFO": (
         lambda f: ((f / "vocabulary.json").unlink(), os.mkfifo(f / "vocabulary.json")),
-        r"vocabulary.json: not a regular file",
+        r"vocabulary.json: is not a regular file",
     ),
 }
 

@@ -345,5 +345,5 @@ def test_a_caption_file_that_is_not_a_file_is_refused_without_reading_it(tmp_pat
         os.mkfifo(token)  # reading it would wait forever for a writer
     else:
         token.symlink_to("/dev/zero")  # reading it would never end
-    with pytest.raises(ValueError, match=r"Flickr8k.token.txt: not a regular file"):
+    with pytest.raises(ValueError, match=r"Flickr8k.token.txt: is not a regular file"):
         data.load_dataset(root)

@@ -85,8 +85,8 @@ def test_a_json_nested_too_deeply_or_not_a_file_is_named(tmp_path):
         files.read_json(deep)
     fifo = tmp_path / "pipe.json"
     os.mkfifo(fifo)
-    with pytest.raises(ValueError, match="pipe.json: not a regular file"):
+    with pytest.raises(ValueError, match="pipe.json: is not a regular file"):
         files.read_json(fifo)  # would block forever if it were opened for reading
     (tmp_path / "zero.json").symlink_to("/dev/zero")
-    with pytest.raises(ValueError, match="zero.json: not a regular file"):
+    with pytest.raises(ValueError, match="zero.json: is not a regular file"):
         files.read_json(tmp_path / "zero.json")

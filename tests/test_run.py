@@ -66,3 +66,16 @@ def test_the_series_kernel_starts_without_the_unencrypted_tcp_warning(tmp_path, 
     assert executed.cells[0].outputs[0]["text"] == "42\n"
     assert (tmp_path / "executed" / "answer.html").exists()
     assert "without encryption" not in capfd.readouterr().err
+
+
+def test_set_given_twice_applies_both(monkeypatch):
+    seen = {}
+
+    def spy(**overrides):
+        seen.update(overrides)
+        return get_config("ci", **overrides)
+
+    monkeypatch.setattr(run, "get_config", spy)
+    argv = ["--set", "epochs=3", "--set", "seed=5", "batch_size=8", "--check-device"]
+    assert run.main(argv) == 0
+    assert seen == {"epochs": 3, "seed": 5, "batch_size": 8}
