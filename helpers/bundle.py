@@ -57,7 +57,7 @@ class Bundle:
 
         `weights_file` is the encoder's base weights file, if it was made with one.
         """
-        encoder = encoders.encoder_from_identity(self.encoder, weights_file)
+        encoder = encoders.encoder_from_identity(self.encoder, weights_file, offline=True)
         _, height, width, channels = encoder.output_shape
         if (height * width, channels) != (self.model.grid, self.model.feature_dim):
             raise ValueError(

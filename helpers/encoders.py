@@ -129,11 +129,14 @@ def _application(class_name: str, weights: str | None, image_size: int):
         ) from None
 
 
-def encoder_from_identity(identity: dict, weights_file: str | None = None):
+def encoder_from_identity(
+    identity: dict, weights_file: str | None = None, offline: bool = False
+):
     """Rebuild the encoder a feature index or bundle describes.
 
-    Random weights come back from their seed and "imagenet" from Keras's cache; a
-    weights file must be passed again, and must be the same file.
+    Random weights come back from their seed and "imagenet" from Keras's cache (which
+    Keras fills from the network unless `offline`: a bundle, anyone's file, never
+    makes it reach out); a weights file must be passed again, and must be the same.
     """
     named = identity["weights"]
     if weights_file is not None:
@@ -144,7 +147,8 @@ def encoder_from_identity(identity: dict, weights_file: str | None = None):
             )
         weights = weights_file
     elif named == "imagenet":
-        _check_imagenet_cached(identity["encoder"])
+        if offline:
+            _check_imagenet_cached(identity["encoder"])
         weights = "imagenet"
     elif named.startswith("random"):
         weights = None
