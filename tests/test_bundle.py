@@ -26,7 +26,7 @@ def test_bundle_loads_every_kind(tiny_bundle):
         assert loaded.model.vocabulary_size == len(loaded.vocabulary)
         assert loaded.encoder["layer"] == "block5_conv3" and loaded.encoder["grid"] == 4
     manifest = json.loads((folder / "bundle.json").read_text())
-    assert manifest["models"] == ["attention", "merge", "scst"]
+    assert manifest["models"] == ["attention", "merge", "scst", "transformer"]
 
 
 def test_a_vocabulary_from_another_run_is_refused(tiny_bundle, tmp_path):
