@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
@@ -184,6 +186,20 @@ def _problems(item, types: dict, prefix: str = "") -> list[str]:
     ]
 
 
+def stored_weights(path: Path) -> int:
+    """How many weight arrays of layers a .keras file holds (not its optimiser's)."""
+    arrays = []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
+            arrays.append(name)
+
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as file:
+        with h5py.File(file, "r") as weights:
+            weights.visititems(visit)
+    return len(arrays)
+
+
 def load_bundle(
     folder: str | Path, kind: str = "attention", expect_encoder: dict | None = None
 ) -> Bundle:
@@ -221,6 +237,13 @@ def load_bundle(
         ) from None
     if not isinstance(model, CaptionDecoder):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a decoder")
+    # Keras refuses weights of the wrong shape but ignores surplus ones: a config of
+    # fewer Transformer blocks than the weights would load with blocks left unused.
+    if stored_weights(path) != len(model.weights):
+        raise ValueError(
+            f"{path.name}: its config builds a decoder of {len(model.weights)} weight "
+            f"arrays but the file holds {stored_weights(path)}: sizes and weights differ"
+        )
     if model.vocabulary_size != len(vocabulary):
         raise ValueError(
             f"{path.name} was trained with {model.vocabulary_size} words but "
