@@ -118,6 +118,7 @@ _CI = Config(
     transformer_heads=4,
     transformer_dim=64,
     transformer_ff=128,
+    transformer_max_length=32,  # the generated captions have at most 19 words
     batch_size=32,
     epochs=15,
     learning_rate=2e-3,
