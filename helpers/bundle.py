@@ -137,6 +137,24 @@ def save_bundle(
     return Path(folder)
 
 
+def add_decoders(folder: str | Path, models: dict) -> Path:
+    """Save the bundle in `folder` again with `models` ({kind: decoder}) added to (or
+    replacing) the decoders it holds; the vocabulary, config and encoder stay."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest["encoder"]["tuned_layers"]:
+        raise ValueError(f"{folder}: a fine-tuned bundle; add decoders to its source")
+    held = {kind: load_bundle(folder, kind) for kind in manifest["models"]}
+    first = next(iter(held.values()))
+    encoder = first.encoder
+    index = {
+        **{k: encoder[k] for k in ("encoder", "layer", "image_size", "weights")},
+        "shape": [0, encoder["grid"], encoder["feature_dim"]],
+    }
+    decoders = {kind: loaded.model for kind, loaded in held.items()} | models
+    return save_bundle(folder, decoders, first.vocabulary, first.config, index)
+
+
 MAX_PART_BYTES = 512 * 2**20  # a decoder or tuned layers: tens of MB
 MAX_MANIFEST_BYTES = 2**20
 

@@ -152,3 +152,30 @@ def test_a_bundle_whose_sizes_do_not_fit_its_weights_is_refused(tmp_path, sizes)
     with pytest.raises(ValueError, match="transformer.keras") as error:
         bundle.load_bundle(folder, "transformer")
     assert "\n" not in str(error.value)
+
+
+def test_adding_a_transformer_to_a_bundle_keeps_its_other_decoders(tiny_bundle, tmp_path):
+    import shutil
+
+    folder = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle[0], folder)
+    before = bundle.load_bundle(folder, "merge").model
+    keras.utils.set_random_seed(5)
+    grid, dim = before.grid, before.feature_dim
+    vocabulary_size = before.vocabulary_size
+    model = models.build(
+        "transformer", CFG, vocabulary_size, (grid, dim), np.zeros(dim), np.ones(dim)
+    )
+    probe = np.ones((1, grid, dim), "float32"), np.ones((1, 3), "int32")
+    model(probe)
+    bundle.add_decoders(folder, {"transformer": model})
+    assert bundle.read_manifest(folder)["models"] == [
+        "attention",
+        "merge",
+        "scst",
+        "transformer",
+    ]
+    after = bundle.load_bundle(folder, "transformer").model
+    np.testing.assert_array_equal(after(probe), model(probe))
+    merge = bundle.load_bundle(folder, "merge").model
+    np.testing.assert_array_equal(merge(probe), before(probe))
