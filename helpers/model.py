@@ -6,8 +6,9 @@ whole caption) and by decoding (greedy and beam search, one step at a time):
     state = model.initial_state(features)             # features (batch, 196, 512)
     logits, alpha, state = model.step(words, state)   # words (batch,) int
 
-`model.unroll(state, words)` runs `step` over whole captions from a given state:
-self-critical training starts it from one picture's state repeated for each sample.
+`model.unroll(state, words)` runs the model over whole captions from a given state
+(the LSTMs `step` by `step`, the Transformer all positions at once): self-critical
+training starts it from one picture's state repeated for each sample.
 
 - `AttentionCaptioner`: Show, Attend and Tell with soft (additive) attention, initial
   LSTM state from the mean feature, a gating scalar on the context, dropout, and the
