@@ -15,6 +15,7 @@ from helpers import model as models
 from helpers.config import get_config
 from helpers.decode import NEG_INF, Decoder
 from helpers.text import END_ID, PAD_ID, START_ID, UNK_ID, Vocabulary
+from helpers.transformer import TransformerCaptioner
 
 CFG = get_config(
     "ci",
@@ -103,7 +104,7 @@ def test_cross_attention_is_drawn_by_the_attention_figures():
 
 def test_captions_longer_than_the_positions_are_refused():
     model = build()
-    with pytest.raises(ValueError, match="more positions than the model's 8"):
+    with pytest.raises(ValueError, match="9 steps: beyond the model's positions"):
         Decoder(model, VOCABULARY, max_length=9)
     with pytest.raises(ValueError, match="longer than the 8 positions"):
         model((features(1), np.ones((1, 9), "int32")))
@@ -125,7 +126,7 @@ def test_a_bundle_with_a_transformer_round_trips(tmp_path):
     words = np.ones((len(batch), 3), "int32")
     folder = save(tmp_path / "bundle", model)
     loaded = bundle.load_bundle(folder, "transformer").model
-    assert isinstance(loaded, models.TransformerCaptioner)
+    assert isinstance(loaded, TransformerCaptioner)
     np.testing.assert_array_equal(loaded((batch, words)), model((batch, words)))
     decoders = [Decoder(m, VOCABULARY, jit_compile=False) for m in (loaded, model)]
     captions = [[r["text"] for r in decode(batch, 3)] for decode in decoders]
