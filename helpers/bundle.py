@@ -20,6 +20,7 @@ import json
 import zipfile
 from pathlib import Path
 
+import h5py
 import keras
 import numpy as np
 
@@ -137,6 +138,24 @@ def save_bundle(
     return Path(folder)
 
 
+def add_decoders(folder: str | Path, models: dict) -> Path:
+    """Save the bundle in `folder` again with `models` ({kind: decoder}) added to (or
+    replacing) the decoders it holds; the vocabulary, config and encoder stay."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    if manifest["encoder"]["tuned_layers"]:
+        raise ValueError(f"{folder}: a fine-tuned bundle; add decoders to its source")
+    held = {kind: load_bundle(folder, kind) for kind in manifest["models"]}
+    first = next(iter(held.values()))
+    encoder = first.encoder
+    index = {
+        **{k: encoder[k] for k in ("encoder", "layer", "image_size", "weights")},
+        "shape": [0, encoder["grid"], encoder["feature_dim"]],
+    }
+    decoders = {kind: loaded.model for kind, loaded in held.items()} | models
+    return save_bundle(folder, decoders, first.vocabulary, first.config, index)
+
+
 MAX_PART_BYTES = 512 * 2**20  # a decoder or tuned layers: tens of MB
 MAX_MANIFEST_BYTES = 2**20
 # A .keras file is a zip; these are its only members, the sizes uncompressed (Keras
@@ -156,6 +175,12 @@ DECODER_LIMITS = {
     "units": (1, 2048),
     "attention_dim": (1, 1024),
     "context_dim": (0, 1024),
+    # the Transformer (flickr8k's: 3 blocks of 8 heads, 512 wide, 2,048 feed-forward)
+    "blocks": (1, 12),
+    "heads": (1, 64),
+    "model_dim": (1, 2048),
+    "feed_forward": (1, 8192),
+    "max_length": (1, 512),
 }
 
 
@@ -248,6 +273,20 @@ def _problems(item, types: dict, prefix: str = "") -> list[str]:
     ]
 
 
+def stored_weights(path: Path) -> int:
+    """How many weight arrays of layers a .keras file holds (not its optimiser's)."""
+    arrays = []
+
+    def visit(name, item):
+        if isinstance(item, h5py.Dataset) and not name.startswith("optimizer/"):
+            arrays.append(name)
+
+    with zipfile.ZipFile(path) as archive, archive.open("model.weights.h5") as file:
+        with h5py.File(file, "r") as weights:
+            weights.visititems(visit)
+    return len(arrays)
+
+
 def load_bundle(
     folder: str | Path, kind: str = "attention", expect_encoder: dict | None = None
 ) -> Bundle:
@@ -286,6 +325,13 @@ def load_bundle(
         ) from None
     if not isinstance(model, CaptionDecoder):
         raise ValueError(f"{path}: holds a {type(model).__name__}, not a decoder")
+    # Keras refuses weights of the wrong shape but ignores surplus ones: a config of
+    # fewer Transformer blocks than the weights would load with blocks left unused.
+    if stored_weights(path) != len(model.weights):
+        raise ValueError(
+            f"{path.name}: its config builds a decoder of {len(model.weights)} weight "
+            f"arrays but the file holds {stored_weights(path)}: sizes and weights differ"
+        )
     if model.vocabulary_size != len(vocabulary):
         raise ValueError(
             f"{path.name} was trained with {model.vocabulary_size} words but "

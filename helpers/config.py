@@ -54,6 +54,14 @@ class Config:
     context_dim: int = 0  # > 0: project the features to this many channels first
     dropout: float = 0.5  # dropout before the output layer
     attention_penalty: float = 1.0  # weight of the doubly stochastic attention penalty
+    # The Transformer decoder (notebook 04b); embedding_dim, units and dropout are the
+    # LSTMs'
+    transformer_layers: int = 3  # decoder blocks
+    transformer_heads: int = 8  # attention heads per block; they split transformer_dim
+    transformer_dim: int = 512  # width of the words, the projected grid and the blocks
+    transformer_ff: int = 2048  # hidden units of each block's feed-forward layer
+    transformer_dropout: float = 0.1  # after embeddings, attention and feed-forward
+    transformer_max_length: int = 64  # positions it can read (words plus <start>)
     # Training
     batch_size: int = 64  # captions per training step
     epochs: int = 20  # upper bound; early stopping usually ends sooner
@@ -106,6 +114,11 @@ _CI = Config(
     embedding_dim=64,
     units=128,
     attention_dim=64,
+    transformer_layers=2,
+    transformer_heads=4,
+    transformer_dim=64,
+    transformer_ff=128,
+    transformer_max_length=32,  # the generated captions have at most 19 words
     batch_size=32,
     epochs=15,
     learning_rate=2e-3,
@@ -129,6 +142,8 @@ PRESETS: dict[str, Config] = {
         embedding_dim=96,
         units=192,
         attention_dim=96,
+        transformer_dim=96,
+        transformer_ff=192,
         # VGG16's 512 channels projected to 128 once per picture, as flickr8k-cpu
         # does: a training step 12% shorter, best validation loss 0.993 (1.020 without)
         context_dim=128,
@@ -156,6 +171,10 @@ PRESETS["gpu"] = dataclasses.replace(
     embedding_dim=256,
     units=512,
     attention_dim=256,
+    transformer_layers=3,
+    transformer_heads=8,
+    transformer_dim=512,
+    transformer_ff=2048,
     batch_size=64,
     epochs=20,
     finetune_epochs=2,
@@ -176,6 +195,9 @@ PRESETS["flickr8k-cpu"] = dataclasses.replace(
     # (the LSTM input and the output layer shrink) and no worse validation loss on the
     # real subset (docs/experiments.md)
     context_dim=128,
+    transformer_layers=2,
+    transformer_dim=128,
+    transformer_ff=512,
     max_length_percentile=95.0,  # half the time steps of the longest caption
     # Twice flickr8k's rate: on the real subset's held-out photos, validation loss
     # 2.96 against 3.06 and CIDEr-D 0.43 against 0.40 (docs/experiments.md)

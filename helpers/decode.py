@@ -210,6 +210,8 @@ class Decoder:
             "block_repeated_trigrams": block_repeated_trigrams,
         }
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
+        if self.max_length > getattr(model, "max_length", self.max_length):
+            raise ValueError(f"{self.max_length} steps: beyond the model's positions")
         # XLA where it is faster on this device (helpers.devices.XLA_BY_DEVICE).
         self.jit_compile = use_xla("decoding") if jit_compile is None else jit_compile
         self._compiled = {}

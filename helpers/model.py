@@ -1,13 +1,14 @@
 """Caption decoders over a grid of CNN features, in Keras 3.
 
-Both models expose the same two methods, used by training (teacher forcing over the
+Every model exposes the same two methods, used by training (teacher forcing over the
 whole caption) and by decoding (greedy and beam search, one step at a time):
 
     state = model.initial_state(features)             # features (batch, 196, 512)
     logits, alpha, state = model.step(words, state)   # words (batch,) int
 
-`model.unroll(state, words)` runs `step` over whole captions from a given state:
-self-critical training starts it from one picture's state repeated for each sample.
+`model.unroll(state, words)` runs the model over whole captions from a given state
+(the LSTMs `step` by `step`, the Transformer all positions at once): self-critical
+training starts it from one picture's state repeated for each sample.
 
 - `AttentionCaptioner`: Show, Attend and Tell with soft (additive) attention, initial
   LSTM state from the mean feature, a gating scalar on the context, dropout, and the
@@ -16,6 +17,8 @@ self-critical training starts it from one picture's state repeated for each samp
 - `MergeCaptioner`: the "merge" model of the common Keras captioning tutorials (pooled
   image through a Dense layer, added to an LSTM over the words), trained the same way,
   as the baseline.
+- `TransformerCaptioner` (helpers/transformer.py): a pre-norm Transformer decoder whose
+  words attend causally to each other and to the projected grid.
 """
 
 from __future__ import annotations
@@ -26,90 +29,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
+from helpers.captioner import PACKAGE, CaptionDecoder
 from helpers.config import Config
 from helpers.text import PAD_ID
-
-PACKAGE = "captioning"
-
-
-class CaptionDecoder(keras.Model):
-    """Shared teacher-forced loop: `call` runs `step` over every position of a caption."""
-
-    recurrent_state = ("h", "c")  # the state entries that change from step to step
-
-    def __init__(
-        self,
-        vocabulary_size: int,
-        *,
-        grid: int = 196,
-        feature_dim: int = 512,
-        embedding_dim: int = 256,
-        units: int = 512,
-        dropout: float = 0.5,
-        feature_mean=None,
-        feature_variance=None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.vocabulary_size, self.grid, self.feature_dim = (
-            vocabulary_size,
-            grid,
-            feature_dim,
-        )
-        self.embedding_dim, self.units, self.dropout_rate = embedding_dim, units, dropout
-        # Features are standardised per channel with statistics of the training split.
-        zeros, ones = np.zeros(feature_dim), np.ones(feature_dim)
-        self.feature_mean = np.asarray(
-            zeros if feature_mean is None else feature_mean, np.float32
-        )
-        self.feature_variance = np.asarray(
-            ones if feature_variance is None else feature_variance, np.float32
-        )
-
-    def normalize(self, features):
-        """(batch, grid, feature_dim) standardised per channel, in the compute dtype."""
-        scale = 1.0 / np.sqrt(self.feature_variance)
-        normalised = (ops.cast(features, "float32") - self.feature_mean) * scale
-        return ops.cast(normalised, self.compute_dtype)  # float16 under mixed precision
-
-    def call(self, inputs, training=False):
-        features, words = inputs  # (batch, grid, feature_dim), (batch, time)
-        state = self.initial_state(features, training=training)
-        logits, alphas = self.unroll(state, words, training=training)
-        self.add_attention_penalty(alphas, words)
-        return logits  # (batch, time, vocabulary)
-
-    def unroll(self, state, words, training=False):
-        """Teacher forcing from `state`: logits (batch, time, vocabulary) and attention
-        weights (batch, time, grid) of `words` (batch, time)."""
-        logits, alphas = [], []
-        for t in range(words.shape[1]):
-            step_logits, alpha, state = self.step(words[:, t], state, training=training)
-            logits.append(step_logits)  # (batch, vocabulary)
-            alphas.append(alpha)  # (batch, grid)
-        return ops.stack(logits, axis=1), ops.stack(alphas, axis=1)
-
-    def add_attention_penalty(self, alphas, words):
-        """Subclasses may add a loss on the attention weights."""
-
-    @classmethod
-    def sized(cls, cfg: Config, **common) -> CaptionDecoder:
-        """A decoder of this class with the config's sizes (`common`: the vocabulary
-        and feature sizes, the feature statistics, the shared sizes)."""
-        return cls(**common)
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "vocabulary_size": self.vocabulary_size,
-            "grid": self.grid,
-            "feature_dim": self.feature_dim,
-            "embedding_dim": self.embedding_dim,
-            "units": self.units,
-            "dropout": self.dropout_rate,
-            "feature_mean": self.feature_mean.tolist(),
-            "feature_variance": self.feature_variance.tolist(),
-        }
+from helpers.transformer import TransformerCaptioner
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -269,6 +192,7 @@ KINDS = {
     "scst": Kind(AttentionCaptioner, "08_scst", "attention, self-critical (CIDEr-D)"),
     "attention": Kind(AttentionCaptioner, "04_train", "attention, cross-entropy"),
     "merge": Kind(MergeCaptioner, "04_train", "merge, no attention"),
+    "transformer": Kind(TransformerCaptioner, "04b_transformer", "Transformer"),
 }
 ARCHITECTURES = tuple(k for k, kind in KINDS.items() if kind.trained_by == "04_train")
 

@@ -143,6 +143,7 @@ FIGURE_ORDER = (
     "features",
     "tokenize",
     "train",
+    "transformer",
     "decode",
     "evaluate",
     "finetune",
@@ -308,9 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
     executed = artifacts_dir(cfg) / "executed"
     executed.mkdir(exist_ok=True)
-    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+    notebooks = sorted(NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
     if args.only:
-        notebooks = [nb for nb in notebooks if nb.name[:2] in args.only]
+        notebooks = [nb for nb in notebooks if nb.name.startswith(tuple(args.only))]
     if not notebooks:
         print(f"error: no notebooks to run in {NOTEBOOKS}", file=sys.stderr)
         return 2
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         times[notebook.stem] = round(time.time() - start)
         print(f"   {times[notebook.stem]} s, {images} figures shown -> {executed}")
         write_json_atomic(artifacts_dir(cfg) / RUN, times)  # seconds per notebook
-    done = sorted(executed.glob("[0-9][0-9]_*.ipynb"))
+    done = sorted(executed.glob("[0-9][0-9]*_*.ipynb"))
     print(f"Read the results: {write_index(cfg, done)}")
     return 0
 

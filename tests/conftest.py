@@ -32,7 +32,7 @@ def tiny_bundle(tmp_path_factory):
     )
     decoders = {  # scst: an attention decoder, as notebook 08 trains it
         kind: models.build(
-            "merge" if kind == "merge" else "attention",
+            "attention" if kind == "scst" else kind,
             cfg,
             len(vocabulary),
             (4, 512),

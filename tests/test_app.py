@@ -192,16 +192,17 @@ def test_the_bundles_beam_width_is_the_default(tiny_bundle):
 
 def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
     loaded = captioners(tiny_bundle[0])  # what `serve` offers by default
-    assert [c.kind for c in loaded] == ["scst", "attention", "merge"]
+    assert [c.kind for c in loaded] == ["scst", "attention", "merge", "transformer"]
     assert all(c.encoder is loaded[0].encoder for c in loaded)  # built once
     client = create_app(loaded).test_client()
     page = client.get("/").get_data(as_text=True)
     assert '<option value="scst" selected>attention, self-critical' in page
     assert '<option value="merge">merge' in page
+    assert '<option value="transformer">Transformer' in page
     (tmp_path / "p.jpg").write_bytes(jpeg())
     picture = loaded[0].load(tmp_path / "p.jpg")
     scores = {}
-    for kind in ("scst", "attention", "merge", None):  # None: the page's default
+    for kind in ("scst", "attention", "merge", "transformer", None):  # None: default
         answer = client.post(
             "/api/caption",
             data={"image": (io.BytesIO(jpeg()), "p.jpg"), "decoding": "1"}
@@ -215,7 +216,7 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
         direct = captioner.caption_pictures([picture], 1)[0]["score"]
         assert scores[captioner.kind] == pytest.approx(direct, rel=1e-5)
     assert scores[None] == scores["scst"]
-    assert len({scores["scst"], scores["attention"], scores["merge"]}) == 3
+    assert len({scores[c.kind] for c in loaded}) == 4
     answer = client.post(  # the result page keeps the choices made
         "/",
         data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "merge", "decoding": "1"},
@@ -226,6 +227,12 @@ def test_each_upload_picks_one_of_the_bundles_decoders(tiny_bundle, tmp_path):
     assert '<option value="merge" selected>' in answer.text
     assert '<option value="1" selected>greedy' in answer.text
     assert answer.text.count(" selected>") == 2
+    answer = client.post(  # the Transformer's cross-attention is drawn like the LSTM's
+        "/",
+        data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "transformer"},
+        content_type="multipart/form-data",
+    )
+    assert "Transformer decoder:" in answer.text and 'id="attention"' in answer.text
     answer = client.post(
         "/",
         data={"image": (io.BytesIO(jpeg()), "p.jpg"), "model": "resnet"},

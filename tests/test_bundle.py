@@ -26,7 +26,7 @@ def test_bundle_loads_every_kind(tiny_bundle):
         assert loaded.model.vocabulary_size == len(loaded.vocabulary)
         assert loaded.encoder["layer"] == "block5_conv3" and loaded.encoder["grid"] == 4
     manifest = json.loads((folder / "bundle.json").read_text())
-    assert manifest["models"] == ["attention", "merge", "scst"]
+    assert manifest["models"] == ["attention", "merge", "scst", "transformer"]
 
 
 def test_a_vocabulary_from_another_run_is_refused(tiny_bundle, tmp_path):
@@ -266,6 +266,10 @@ CASES = {
     "a .keras with a member of its own": (
         lambda f: rezip(f, "attention.keras", lambda m: m.update({"x.bin": b"x"})),
         r"attention.keras: holds 4 members",
+    ),
+    "a Transformer asking for 1,000 blocks": (
+        lambda f: rezip(f, "transformer.keras", sized(blocks=1000)),
+        r"transformer.keras: blocks = 1000 is outside 1..12",
     ),
     "a decoder asking for 100,000 units": (
         lambda f: rezip(f, "attention.keras", sized(units=100_000)),

@@ -42,6 +42,11 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "units",
         "attention_dim",
         "context_dim",  # flickr8k-cpu: Lite0's 1280 channels projected to fewer
+        "transformer_layers",  # the Transformer decoder's sizes
+        "transformer_heads",
+        "transformer_dim",
+        "transformer_ff",
+        "transformer_max_length",
         "batch_size",
         "epochs",
         "control_epochs",

@@ -11,9 +11,18 @@ from helpers import train
 from helpers.config import get_config
 from helpers.decode import repeat_state
 
-CFG = get_config("ci", embedding_dim=8, units=16, attention_dim=8, dropout=0.0)
+CFG = get_config(
+    "ci",
+    embedding_dim=8,
+    units=16,
+    attention_dim=8,
+    dropout=0.0,
+    transformer_dim=8,
+    transformer_ff=16,
+    transformer_dropout=0.0,
+)
 # Every decoder kind, and the attention decoder over features projected to 3 channels.
-KINDS = ["attention", "merge", "attention-projected"]
+KINDS = ["attention", "merge", "transformer", "attention-projected"]
 VOCABULARY, GRID, DIM, TIME = 11, 4, 6, 7
 
 
@@ -130,12 +139,10 @@ def test_projected_features_feed_attention_lstm_and_output_at_the_context_size()
 
 def test_unknown_kind():
     with pytest.raises(ValueError, match="Unknown model kind"):
-        models.build(
-            "transformer", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM)
-        )
+        models.build("rnn", CFG, VOCABULARY, (GRID, DIM), np.zeros(DIM), np.ones(DIM))
 
 
-@pytest.mark.parametrize("kind", ["attention", "merge"])
+@pytest.mark.parametrize("kind", ["attention", "merge", "transformer"])
 def test_mixed_precision_trains_and_decodes(kind):
     """The GPU path (mixed_float16) checked on the CPU: no dtype clashes anywhere."""
     from helpers.decode import beam_search

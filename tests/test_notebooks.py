@@ -17,7 +17,7 @@ import pytest
 import helpers
 from helpers import devices, paths, run
 
-SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def read(path):
