@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from helpers import download
+from helpers import download, hosts
 from helpers.config import Config
 from helpers.formats import (
     SPLIT_FILES,
@@ -231,12 +231,16 @@ def load_profile_dataset(cfg: Config) -> Dataset:
     if cfg.sample_images > 0:
         return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
     if not folder.is_dir():
-        get = (
-            f"get it with `python -m helpers.data download {folder.name} --to "
-            f"{folder.parent}`"
-            if folder.name in download.DATASETS
-            else "it has no open download: see docs/datasets.md for where to get it"
-        )
+        if hosts.host() == "kaggle":
+            get = "attach the Kaggle dataset Flickr8k by adityajn105 (docs/hosted.md)"
+        elif folder.name in download.DATASETS:
+            get = (
+                f"get it with `python -m helpers.data download {folder.name} --to "
+                f"{folder.parent}`"
+            )
+        else:
+            get = "it has no open download: see docs/datasets.md for where to get it"
+
         raise FileNotFoundError(
             f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
             "(see docs/datasets.md)"

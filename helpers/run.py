@@ -297,6 +297,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.register_kernel:  # at install time: needs neither a profile nor a GPU
         print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
         return 0
+    if not NOTEBOOKS.is_dir():
+        print(
+            f"error: no notebooks folder at {NOTEBOOKS}: helpers.run runs the notebooks "
+            "of a checkout of the repository (git clone it and run it there)",
+            file=sys.stderr,
+        )
+        return 2
     problem = devices.device_problem(cfg)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
