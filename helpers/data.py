@@ -14,7 +14,7 @@ import random
 import sys
 from pathlib import Path
 
-from helpers import download, hosts
+from helpers import download, hosts, sample
 from helpers.config import Config
 from helpers.formats import (
     SPLIT_FILES,
@@ -27,7 +27,6 @@ from helpers.formats import (
     split_in_order,
 )
 from helpers.paths import data_dir
-from helpers.sample import write_sample
 from helpers.text import normalize_caption
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -41,6 +40,10 @@ IMAGE_FOLDERS = [
     "images",
 ]
 KARPATHY_FAMILIES = ("flickr8k", "flickr30k", "coco")  # dataset_<family>.json
+# Flickr8k's official split lists as its release names them (Flickr8k_text.zip), shipped
+# with the package for the folders without them, such as Kaggle's copy of Flickr8k.
+SHIPPED_SPLITS = Path(__file__).parent / "splits"
+OFFICIAL_TEST = "official Flickr8k test split"
 
 
 @dataclasses.dataclass
@@ -57,6 +60,19 @@ class Dataset:
     images_without_captions: list[str]  # image files no caption refers to
     unsplit_images: list[str]  # usable images in no split
     notes: list[str]  # every other quirk, one readable sentence each
+
+    @property
+    def official_split(self) -> bool:
+        """Whether the splits are Flickr8k's official ones, those of published scores."""
+        return self.layout.startswith("flickr8k-") and self.split_source.startswith(
+            "official lists"
+        )
+
+    def split_line(self) -> str:
+        """One line naming the test split, and whether it is Flickr8k's official one."""
+        if self.official_split:
+            return f"Split: {OFFICIAL_TEST} ({self.split_source})"
+        return f"Split: {self.split_source} (not the {OFFICIAL_TEST})"
 
     def report(self) -> dict:
         """The counts and quirks as one JSON-ready dictionary."""
@@ -132,6 +148,8 @@ def read_captions(root: Path, notes: list[str]):
                 name: read_split_file(path) for name, path in split_paths.items()
             }
             split_source = f"official lists in {source.parent.name}/"
+            if (root / sample.MARKER).exists():  # the same files, not the same split
+                split_source = f"the generated sample's lists in {source.parent.name}/"
     elif source := _find(root, "captions.txt"):
         layout, captions = "flickr8k-kaggle", read_kaggle_csv(source, notes)
     elif source := _find(root, "results_20130124.token"):
@@ -157,6 +175,25 @@ def read_captions(root: Path, notes: list[str]):
         split_lists = read_karpathy(split_file)[1]
         split_source = f"Karpathy {split_file.name}"
     return layout, captions, split_lists, split_source
+
+
+def shipped_splits(
+    usable: list[str], notes: list[str]
+) -> tuple[dict[str, list[str]], str]:
+    """(lists, source): the official lists shipped with the package when they name at
+    least half of the `usable` images (a Flickr8k, not other pictures), else ({}, "")."""
+    files = {name: SHIPPED_SPLITS / file for name, file in SPLIT_FILES.items()}
+    if not all(path.is_file() for path in files.values()):
+        return {}, ""
+    lists = {name: read_split_file(path) for name, path in files.items()}
+    named = len(set(usable) & set().union(*lists.values()))
+    if 2 * named < len(usable):
+        notes.append(
+            f"the official Flickr8k lists shipped with helpers name only {named} of "
+            f"these {len(usable)} images: not used"
+        )
+        return {}, ""
+    return lists, "official lists shipped with helpers"
 
 
 def reconcile_splits(
@@ -200,6 +237,8 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
         notes.append(f"{len(missing)} image(s) with captions but no file: {missing[:5]}")
     if without:
         notes.append(f"{len(without)} image file(s) without captions: {without[:5]}")
+    if not split_lists and layout.startswith("flickr8k"):
+        split_lists, split_source = shipped_splits(list(usable), notes)
     splits, split_source = reconcile_splits(
         split_lists, split_source, list(usable), seed, notes
     )
@@ -229,7 +268,9 @@ def load_profile_dataset(cfg: Config) -> Dataset:
     """
     folder = data_dir(cfg)
     if cfg.sample_images > 0:
-        return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
+        return load_dataset(
+            sample.write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed
+        )
     if not folder.is_dir():
         if hosts.host() == "kaggle":
             get = "attach the Kaggle dataset Flickr8k by adityajn105 (docs/hosted.md)"

@@ -191,6 +191,7 @@ def write_index(cfg: Config, executed: list[Path]) -> Path:
         tables = (
             f"<h2>This run: the test split, {content['test_images']} pictures "
             "(notebooks 06, 07 and 08)</h2>"
+            + f"<p>{html.escape(content.get('split', ''))}</p>"
             + html_table(content["table"], columns)
             + "<h2>Published, for reference: Flickr8k's test split, real photographs "
             "(BLEU only; not comparable with the generated sample)</h2>"

@@ -122,3 +122,53 @@ def test_the_series_runner_says_in_one_line_when_there_are_no_notebooks(
     assert run.main([]) == 2
     message = capsys.readouterr().err
     assert message.count("\n") == 1 and f"no notebooks folder at {tmp_path}" in message
+
+
+def write_lists(folder, lists):
+    folder.mkdir(exist_ok=True)
+    for split, file in data.SPLIT_FILES.items():
+        if split in lists:
+            (folder / file).write_text("".join(f"{name}\n" for name in lists[split]))
+    return folder
+
+
+def test_a_kaggle_folder_takes_the_official_lists_shipped_with_the_package(
+    tmp_path, monkeypatch
+):
+    names = [f"{i:02d}.jpg" for i in range(16)]
+    folder = kaggle_flickr8k(tmp_path / "flickr8k", names)
+    shipped = tmp_path / "splits"
+    monkeypatch.setattr(data, "SHIPPED_SPLITS", shipped)
+    seeded = data.load_dataset(folder, seed=5)  # none shipped: a seeded split, said so
+    assert seeded.split_source == "seeded split by image (seed 5)"
+    assert not seeded.official_split
+    assert seeded.split_line() == (
+        "Split: seeded split by image (seed 5) (not the official Flickr8k test split)"
+    )
+    lists = {"train": names[:12], "dev": names[12:14], "test": [*names[14:], "x.jpg"]}
+    write_lists(shipped, {"train": lists["train"], "dev": lists["dev"]})
+    assert data.load_dataset(folder).split_source.startswith("seeded")  # one missing
+    write_lists(shipped, lists)
+    official = data.load_dataset(folder)
+    assert official.split_source == "official lists shipped with helpers"
+    assert official.splits == {**lists, "test": names[14:]}
+    assert official.official_split and official.split_line() == (
+        "Split: official Flickr8k test split (official lists shipped with helpers)"
+    )
+    # Other pictures than Flickr8k's: the lists name too few of them to be theirs.
+    write_lists(shipped, {k: [f"other-{n}" for n in v] for k, v in lists.items()})
+    foreign = data.load_dataset(folder, seed=5)
+    assert foreign.splits == seeded.splits and not foreign.official_split
+    assert any("name only 0 of these 16 images" in note for note in foreign.notes)
+
+
+def test_the_generated_sample_never_calls_its_split_lists_official(tmp_path):
+    from helpers import sample
+
+    generated = data.load_dataset(sample.write_sample(tmp_path / "sample", 12, seed=2))
+    assert generated.split_source == "the generated sample's lists in Flickr8k_text/"
+    assert not generated.official_split
+    assert generated.split_line().endswith("(not the official Flickr8k test split)")
+    (tmp_path / "sample" / sample.MARKER).unlink()  # the same files, as Flickr8k has them
+    real = data.load_dataset(tmp_path / "sample")
+    assert real.official_split and real.split_source == "official lists in Flickr8k_text/"

@@ -187,6 +187,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
         json.dumps(
             {
                 "test_images": 50,
+                "split": "Split: seeded split by image (seed 1) (not the official ...)",
                 "table": {
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
@@ -196,6 +197,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     )
     page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
     assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
+    assert "<p>Split: seeded split by image (seed 1) (not the official" in page
     assert "NOT comparable with Flickr8k" in page
     this_run, published = page.split("Published, for reference")
     assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
