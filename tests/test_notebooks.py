@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import nbclient
 import nbformat
@@ -247,6 +248,43 @@ def uploaded(name: str, content: bytes) -> dict:
         "content": memoryview(content),
         "last_modified": when,
     }
+
+
+def test_an_upload_reads_the_same_from_ipywidgets_7_and_8():
+    from helpers.explore import uploaded_files
+
+    content = b"\xff\xd8 picture bytes"
+    version_8 = (uploaded("mine.jpg", content),)
+    version_7 = {  # ipywidgets 7.7.1, as Colab and Kaggle ship it
+        "mine.jpg": {
+            "metadata": {
+                "name": "mine.jpg",
+                "type": "image/jpeg",
+                "size": len(content),
+                "lastModified": 1700000000000,
+            },
+            "content": content,
+        }
+    }
+    assert (
+        uploaded_files(version_8) == uploaded_files(version_7) == [("mine.jpg", content)]
+    )
+    assert uploaded_files(()) == uploaded_files({}) == []
+    assert type(uploaded_files(version_8)[0][1]) is bytes  # not the memoryview
+
+
+def test_the_explorer_shows_its_widgets_on_ipywidgets_7_and_8():
+    """ipywidgets 7 widgets have no `_repr_mimebundle_`: only the view reference."""
+    import ipywidgets
+
+    from helpers.explore import widget_bundle
+
+    version_7 = types.SimpleNamespace(model_id="abc123")
+    view = widget_bundle(version_7)["application/vnd.jupyter.widget-view+json"]
+    assert view == {"version_major": 2, "version_minor": 0, "model_id": "abc123"}
+    slider = ipywidgets.IntSlider()
+    view = widget_bundle(slider)["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == slider.model_id and view["version_major"] == 2
 
 
 def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle):
