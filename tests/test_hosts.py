@@ -1,6 +1,12 @@
 """Hosted kernels: which host this is, and where data and outputs go in a checkout,
 installed in site-packages, on Kaggle and with the environment variables."""
 
+import os
+import re
+import subprocess
+import venv
+
+import nbformat
 import pytest
 
 from helpers import data, hosts, paths, run
@@ -172,3 +178,116 @@ def test_the_generated_sample_never_calls_its_split_lists_official(tmp_path):
     (tmp_path / "sample" / sample.MARKER).unlink()  # the same files, as Flickr8k has them
     real = data.load_dataset(tmp_path / "sample")
     assert real.official_split and real.split_source == "official lists in Flickr8k_text/"
+
+
+SETUP_CELL = paths.NOTEBOOKS / "setup_cell.py"
+SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+
+
+def test_every_notebook_starts_with_the_one_setup_cell_before_its_parameters():
+    text = SETUP_CELL.read_text().strip()
+    assert not re.search(r"^\s*(from|import) helpers", text, re.MULTILINE)
+    for path in SERIES:
+        notebook = nbformat.read(path, as_version=4)
+        title, *_ = notebook.cells
+        assert title.cell_type == "markdown" and "docs/hosted.md" in title.source
+        setup, parameters = [c for c in notebook.cells if c.cell_type == "code"][:2]
+        assert setup.metadata.get("tags") == [hosts.SETUP_TAG], path.name
+        assert setup.source == text, f"{path.name}: run `python -m helpers.hosts`"
+        assert parameters.metadata.get("tags") == ["parameters"], path.name
+
+
+def test_the_setup_cells_are_rewritten_from_the_one_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path)
+    (tmp_path / "setup_cell.py").write_text("print('set up')\n")
+    cells = [nbformat.v4.new_markdown_cell("# 01"), nbformat.v4.new_code_cell("x = 1")]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "01_a.ipynb")
+    assert hosts.write_setup_cells() == [tmp_path / "01_a.ipynb"]
+    notebook = nbformat.read(tmp_path / "01_a.ipynb", as_version=4)
+    assert [c.source for c in notebook.cells] == ["# 01", "print('set up')", "x = 1"]
+    assert hosts.write_setup_cells() == []  # the same text: nothing to do
+    (tmp_path / "setup_cell.py").write_text("print('set up again')\n")
+    assert hosts.write_setup_cells() == [tmp_path / "01_a.ipynb"]
+    notebook = nbformat.read(tmp_path / "01_a.ipynb", as_version=4)
+    assert [c.source for c in notebook.cells][1:] == ["print('set up again')", "x = 1"]
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory):
+    """A Python with pip and nothing else (no helpers, no TensorFlow): a fresh host."""
+    folder = tmp_path_factory.mktemp("venv")
+    venv.create(folder, with_pip=True)
+    return folder / "bin" / "python"
+
+
+def fake_distributions(folder, **versions):
+    """Installed-package metadata only, as `importlib.metadata` finds it."""
+    for name, version in versions.items():
+        info = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(
+            f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n"
+        )
+    return folder
+
+
+def run_setup_cell(python, **environment):
+    keep = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in (*HOST_MARKERS, "PYTHONPATH", "CAPTION_REPOSITORY")
+    }
+    return subprocess.run(
+        [str(python), str(SETUP_CELL)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**keep, **environment},
+    )
+
+
+def test_off_a_host_the_setup_cell_says_so_in_one_line_and_installs_nothing(
+    bare_python,
+):
+    site = next(bare_python.parent.parent.glob("lib/python*/site-packages"))
+    before = sorted(site.iterdir())
+    done = run_setup_cell(bare_python)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "Not on Colab or Kaggle: using the installed helpers package.\n"
+    assert sorted(site.iterdir()) == before
+
+
+def test_on_a_host_a_failed_install_is_a_short_clear_error(bare_python, tmp_path):
+    host = fake_distributions(tmp_path, tensorflow="2.20.0", keras="3.13.1")
+    missing = f"file://{tmp_path}/no-such-clone"
+    done = run_setup_cell(
+        bare_python, CAPTION_HOST="kaggle", CAPTION_REPOSITORY=missing, PYTHONPATH=host
+    )
+    assert done.stdout == (
+        f"On kaggle: installing the helpers package from {missing}; keeping "
+        "tensorflow==2.20.0, keras==3.13.1.\n"
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(
+        f"pip could not install the helpers package from {missing} (set "
+        "CAPTION_REPOSITORY"
+    )
+    assert len(done.stderr.splitlines()) <= 8, done.stderr
+    wrong = run_setup_cell(bare_python, CAPTION_HOST="binder")
+    assert wrong.stderr == "CAPTION_HOST='binder': expected colab or kaggle\n"
+
+
+def test_on_a_host_with_the_package_installed_the_setup_cell_stops_at_once(
+    bare_python, tmp_path
+):
+    installed = fake_distributions(tmp_path, **{"captioning-helpers": "0.1.0"})
+    (installed / "helpers").mkdir()
+    (installed / "helpers" / "hosts.py").write_text("")
+    for variable in ("COLAB_RELEASE_TAG", "CAPTION_HOST"):
+        done = run_setup_cell(bare_python, PYTHONPATH=installed, **{variable: "colab"})
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == (
+            "On colab: the helpers package (captioning-helpers 0.1.0) is installed.\n"
+        )
+    done = run_setup_cell(bare_python, PYTHONPATH=installed, KAGGLE_KERNEL_RUN_TYPE="x")
+    assert done.stdout.startswith("On kaggle: the helpers package")
