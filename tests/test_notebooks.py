@@ -37,7 +37,7 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
         c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])
     ]
     assert "profile = None" in parameters.source and "overrides = {}" in parameters.source
-    setup = [c for c in notebook.cells if c.cell_type == "code"][1]
+    setup = [c for c in notebook.cells if c.cell_type == "code"][2]  # after hosted-setup
     assert "session.start(profile, overrides)" in setup.source
     # helpers first: it starts TensorFlow without the log lines (see the test below)
     imports = re.findall(r"^(?:from|import) (\w+)", setup.source, re.MULTILINE)
@@ -105,7 +105,8 @@ def test_in_the_gpu_profile_a_notebook_stops_in_its_first_cell_without_a_gpu(
     assert "sized for a GPU and TensorFlow sees none" in str(failure.value)
     executed = read(tmp_path / SERIES[1].name)
     ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
-    assert len(ran) == 3  # parameters, injected parameters, the setup cell: no more
+    # hosted-setup, parameters, injected parameters, the setup cell: no more
+    assert len(ran) == 4
     assert not (tmp_path / "artifacts" / "gpu" / "features").exists()
 
 
