@@ -17,12 +17,12 @@ from pathlib import Path
 from helpers import download, hosts, sample
 from helpers.config import Config
 from helpers.formats import (
-    SPLIT_FILES,
+    SPLIT_FILES,  # noqa: F401 (data.SPLIT_FILES: the names, for callers)
     read_coco,
     read_flickr30k_csv,
     read_kaggle_csv,
     read_karpathy,
-    read_split_file,
+    read_split_lists,
     read_token_file,
     split_in_order,
 )
@@ -142,11 +142,7 @@ def read_captions(root: Path, notes: list[str]):
     split_source = ""
     if source := _find(root, "Flickr8k.token.txt"):
         layout, captions = "flickr8k-original", read_token_file(source, notes)
-        split_paths = {name: source.parent / file for name, file in SPLIT_FILES.items()}
-        if all(path.exists() for path in split_paths.values()):
-            split_lists = {
-                name: read_split_file(path) for name, path in split_paths.items()
-            }
+        if split_lists := read_split_lists(source.parent):
             split_source = f"official lists in {source.parent.name}/"
             if (root / sample.MARKER).exists():  # the same files, not the same split
                 split_source = f"the generated sample's lists in {source.parent.name}/"
@@ -177,21 +173,14 @@ def read_captions(root: Path, notes: list[str]):
     return layout, captions, split_lists, split_source
 
 
-def shipped_splits(
-    usable: list[str], notes: list[str]
-) -> tuple[dict[str, list[str]], str]:
-    """(lists, source): the official lists shipped with the package when they name at
+def shipped_splits(usable: list[str], notes: list[str]) -> tuple[dict, str]:
+    """(lists, source): the official lists shipped with the package if they name at
     least half of the `usable` images (a Flickr8k, not other pictures), else ({}, "")."""
-    files = {name: SHIPPED_SPLITS / file for name, file in SPLIT_FILES.items()}
-    if not all(path.is_file() for path in files.values()):
-        return {}, ""
-    lists = {name: read_split_file(path) for name, path in files.items()}
+    lists = read_split_lists(SHIPPED_SPLITS)
     named = len(set(usable) & set().union(*lists.values()))
-    if 2 * named < len(usable):
-        notes.append(
-            f"the official Flickr8k lists shipped with helpers name only {named} of "
-            f"these {len(usable)} images: not used"
-        )
+    if lists and 2 * named < len(usable):
+        notes.append(f"the lists in helpers/splits/ name only {named} of {len(usable)}")
+    if not lists or 2 * named < len(usable):
         return {}, ""
     return lists, "official lists shipped with helpers"
 

@@ -90,48 +90,45 @@ def data_folder(profile_data_dir: str, sample_images: int) -> Path | None:
     return None
 
 
-def setup_cell_path() -> Path:
-    """The one text of every notebook's setup cell (in a checkout only)."""
-    from helpers import paths
-
-    return paths.NOTEBOOKS / "setup_cell.py"
+# The notebooks of a checkout, and the one text of their setup cells.
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+SETUP_CELL = "setup_cell.py"
 
 
-def write_setup_cells() -> list[Path]:
-    """Rewrite the setup cell of every notebook from `setup_cell_path()`; the notebooks
-    changed."""
+def write_setup_cells(notebooks: Path = NOTEBOOKS) -> list[Path]:
+    """Rewrite the setup cell of every notebook in `notebooks` from its
+    `setup_cell.py` (inserted as the first code cell where there is none); the
+    notebooks changed."""
     import nbformat
 
-    from helpers import paths
-
-    text = setup_cell_path().read_text().strip()
+    text = (notebooks / SETUP_CELL).read_text().strip()
     changed = []
-    for path in sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         cells = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
         if cells and cells[0].source == text:
             continue
-        if not cells:  # the first code cell, after the title
+        if cells:
+            cells[0].source = text
+        else:  # the first code cell, after the title
             cell = nbformat.v4.new_code_cell(text, metadata={"tags": [SETUP_TAG]})
             if notebook.nbformat_minor < 5:  # cell ids came with nbformat 4.5
                 del cell["id"]
             first = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")
             notebook.cells.insert(first, cell)
-        else:
-            cells[0].source = text
         nbformat.write(notebook, path)
         changed.append(path)
     return changed
 
 
 def main() -> int:
-    from helpers import paths
-
-    if not setup_cell_path().is_file():
-        print(f"error: no {setup_cell_path()}: run this in a checkout", file=sys.stderr)
+    if not (NOTEBOOKS / SETUP_CELL).is_file():
+        print(
+            f"error: no {NOTEBOOKS / SETUP_CELL}: run this in a checkout", file=sys.stderr
+        )
         return 2
     for path in write_setup_cells():
-        print(f"rewrote the setup cell of {path.relative_to(paths.ROOT)}")
+        print(f"rewrote the setup cell of {path}")
     return 0
 
 

@@ -165,7 +165,7 @@ def test_a_kaggle_folder_takes_the_official_lists_shipped_with_the_package(
     write_lists(shipped, {k: [f"other-{n}" for n in v] for k, v in lists.items()})
     foreign = data.load_dataset(folder, seed=5)
     assert foreign.splits == seeded.splits and not foreign.official_split
-    assert any("name only 0 of these 16 images" in note for note in foreign.notes)
+    assert "the lists in helpers/splits/ name only 0 of 16" in foreign.notes
 
 
 def test_the_generated_sample_never_calls_its_split_lists_official(tmp_path):
@@ -180,7 +180,7 @@ def test_the_generated_sample_never_calls_its_split_lists_official(tmp_path):
     assert real.official_split and real.split_source == "official lists in Flickr8k_text/"
 
 
-SETUP_CELL = paths.NOTEBOOKS / "setup_cell.py"
+SETUP_CELL = paths.NOTEBOOKS / hosts.SETUP_CELL
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
 
@@ -197,17 +197,16 @@ def test_every_notebook_starts_with_the_one_setup_cell_before_its_parameters():
         assert parameters.metadata.get("tags") == ["parameters"], path.name
 
 
-def test_the_setup_cells_are_rewritten_from_the_one_text(tmp_path, monkeypatch):
-    monkeypatch.setattr(paths, "NOTEBOOKS", tmp_path)
+def test_the_setup_cells_are_rewritten_from_the_one_text(tmp_path):
     (tmp_path / "setup_cell.py").write_text("print('set up')\n")
     cells = [nbformat.v4.new_markdown_cell("# 01"), nbformat.v4.new_code_cell("x = 1")]
     nbformat.write(nbformat.v4.new_notebook(cells=cells), tmp_path / "01_a.ipynb")
-    assert hosts.write_setup_cells() == [tmp_path / "01_a.ipynb"]
+    assert hosts.write_setup_cells(tmp_path) == [tmp_path / "01_a.ipynb"]
     notebook = nbformat.read(tmp_path / "01_a.ipynb", as_version=4)
     assert [c.source for c in notebook.cells] == ["# 01", "print('set up')", "x = 1"]
-    assert hosts.write_setup_cells() == []  # the same text: nothing to do
+    assert hosts.write_setup_cells(tmp_path) == []  # the same text: nothing to do
     (tmp_path / "setup_cell.py").write_text("print('set up again')\n")
-    assert hosts.write_setup_cells() == [tmp_path / "01_a.ipynb"]
+    assert hosts.write_setup_cells(tmp_path) == [tmp_path / "01_a.ipynb"]
     notebook = nbformat.read(tmp_path / "01_a.ipynb", as_version=4)
     assert [c.source for c in notebook.cells][1:] == ["print('set up again')", "x = 1"]
 
