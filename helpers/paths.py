@@ -30,11 +30,13 @@ def in_checkout(root: Path | None = None) -> bool:
 
 def work_folder(root: Path | None = None) -> Path:
     """The folder relative data folders and `artifacts/` are in: the checkout, else
-    Kaggle's output folder on Kaggle, else the working directory."""
+    Kaggle's output folder on Kaggle (if there: CAPTION_HOST=kaggle elsewhere), else
+    the working directory."""
     root = root or ROOT
     if in_checkout(root):
         return root
-    return hosts.KAGGLE_WORKING if hosts.host() == "kaggle" else Path.cwd()
+    on_kaggle = hosts.host() == "kaggle" and hosts.KAGGLE_WORKING.is_dir()
+    return hosts.KAGGLE_WORKING if on_kaggle else Path.cwd()
 
 
 def artifacts_root(root: Path | None = None) -> Path:

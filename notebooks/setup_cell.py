@@ -1,6 +1,7 @@
 # On Colab or Kaggle (docs/hosted.md) this cell installs the series' `helpers` package
 # from the repository, keeping the host's own TensorFlow, Keras and Jupyter; anywhere
-# else it does nothing. Every notebook starts with this same text (notebooks/setup_cell.py).
+# else it does nothing. Every notebook starts with this text: edit notebooks/setup_cell.py
+# and run `python -m helpers.hosts`.
 import importlib
 import importlib.metadata
 import importlib.util

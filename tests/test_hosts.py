@@ -72,6 +72,8 @@ def test_outputs_go_to_the_checkout_else_the_working_directory_never_site_packag
     # Kaggle: its output folder, unless $CAPTION_ARTIFACTS says otherwise.
     monkeypatch.setenv("CAPTION_HOST", "kaggle")
     monkeypatch.setattr(hosts, "KAGGLE_WORKING", tmp_path / "working")
+    assert paths.artifacts_root(site) == here / "artifacts"  # no /kaggle/working here
+    (tmp_path / "working").mkdir()
     assert paths.artifacts_root(site) == tmp_path / "working" / "artifacts"
     assert paths.data_dir(get_config("ci")) == tmp_path / "working" / "data" / "sample-ci"
     assert paths.artifacts_root(checkout) == checkout / "artifacts"
