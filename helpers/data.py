@@ -177,10 +177,11 @@ def shipped_splits(usable: list[str], notes: list[str]) -> tuple[dict, str]:
     """(lists, source): the official lists shipped with the package if they name at
     least half of the `usable` images (a Flickr8k, not other pictures), else ({}, "")."""
     lists = read_split_lists(SHIPPED_SPLITS)
+    if not lists:
+        return {}, ""
     named = len(set(usable) & set().union(*lists.values()))
-    if lists and 2 * named < len(usable):
+    if 2 * named < len(usable):
         notes.append(f"the lists in helpers/splits/ name only {named} of {len(usable)}")
-    if not lists or 2 * named < len(usable):
         return {}, ""
     return lists, "official lists shipped with helpers"
 
@@ -270,7 +271,6 @@ def load_profile_dataset(cfg: Config) -> Dataset:
             )
         else:
             get = "it has no open download: see docs/datasets.md for where to get it"
-
         raise FileNotFoundError(
             f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
             "(see docs/datasets.md)"

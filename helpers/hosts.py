@@ -28,7 +28,8 @@ SETUP_TAG = "hosted-setup"  # the tag of the setup cell in every notebook
 
 
 def host() -> str | None:
-    """ "colab", "kaggle" or None (a machine of one's own); $CAPTION_HOST decides first."""
+    """Which host this is: colab, kaggle or None (one's own machine); $CAPTION_HOST
+    decides first."""
     forced = os.environ.get(HOST_VARIABLE)
     if forced:
         if forced not in HOSTS:
