@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import warnings
 
 # Where pip gets the package: a pip/git URL; $CAPTION_REPOSITORY replaces it.
 REPOSITORY = "git+https://example.invalid/image-captioning.git"  # set when published
@@ -21,7 +22,7 @@ def hosted_setup() -> None:
     """Install the helpers package on Colab or Kaggle, once per session."""
     host = os.environ.get("CAPTION_HOST")  # "colab" or "kaggle": as if there (tests)
     if host and host not in ("colab", "kaggle"):
-        raise SystemExit(f"CAPTION_HOST={host!r}: expected colab or kaggle")
+        stop(f"CAPTION_HOST={host!r}: expected colab or kaggle")
     try:
         colab = importlib.util.find_spec("google.colab") is not None
     except ImportError:
@@ -60,18 +61,24 @@ def hosted_setup() -> None:
         )
     if pip.returncode != 0:
         tail = "\n".join((pip.stderr or pip.stdout).strip().splitlines()[-6:])
-        raise SystemExit(
+        stop(
             f"pip could not install the helpers package from {source} (set "
             f"CAPTION_REPOSITORY to the repository's pip or git URL):\n{tail}"
         )
     importlib.invalidate_caches()  # this kernel imports what pip just installed
     if not ours_installed():
         where = importlib.util.find_spec("helpers")
-        raise SystemExit(
+        stop(
             f"{PACKAGE} is installed but `import helpers` finds "
             f"{where.origin if where else 'nothing'}: restart the kernel and run again."
         )
     print(f"Installed {PACKAGE} {importlib.metadata.version(PACKAGE)}.")
+
+
+def stop(message: str) -> None:
+    """Stop the notebook with `message` alone, no traceback."""
+    warnings.filterwarnings("ignore", "To exit")  # IPython's hint after a SystemExit
+    raise SystemExit(message)
 
 
 def ours_installed() -> bool:
