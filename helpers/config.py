@@ -14,6 +14,7 @@ import os
 import typing
 from pathlib import Path
 
+from helpers import hosts
 from helpers.files import read_json, write_text_atomic
 
 PROFILE_VARIABLE = "CAPTION_PROFILE"
@@ -35,7 +36,7 @@ LIMITS = {
 @dataclasses.dataclass(frozen=True)
 class Config:
     profile: str  # name of the preset; artifacts go to artifacts/<profile>/
-    data_dir: str  # dataset folder, relative to the project root unless absolute
+    data_dir: str  # dataset folder, relative to the checkout unless absolute (paths.py)
     sample_images: int  # > 0: generate the embedded sample with this many images
     needs_gpu: bool = False  # stop before any work on a CPU (CAPTION_ALLOW_CPU=1: run)
     seed: int = 1234  # one seed for data generation, splits and training
@@ -219,7 +220,12 @@ PRESETS["coco"] = dataclasses.replace(
 
 
 def get_config(profile: str | None = None, **overrides) -> Config:
-    """The preset named by `profile` (or $CAPTION_PROFILE), with fields overridden."""
+    """The preset named by `profile` (or $CAPTION_PROFILE), with fields overridden.
+
+    Unless `data_dir` is overridden, $CAPTION_DATA_DIR (or on Kaggle an attached
+    Flickr8k, see `hosts.data_folder`) replaces the preset's data folder: it is read as
+    it is, never generated into (`sample_images` = 0).
+    """
     name = profile or os.environ.get(PROFILE_VARIABLE, DEFAULT_PROFILE)
     if name not in PRESETS:
         raise ValueError(
@@ -229,7 +235,12 @@ def get_config(profile: str | None = None, **overrides) -> Config:
     unknown = set(overrides) - {f.name for f in dataclasses.fields(Config)}
     if unknown:
         raise ValueError(f"Unknown config fields: {sorted(unknown)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    preset = PRESETS[name]
+    if "data_dir" not in overrides and (
+        folder := hosts.data_folder(preset.data_dir, preset.sample_images)
+    ):
+        preset = dataclasses.replace(preset, data_dir=str(folder), sample_images=0)
+    return dataclasses.replace(preset, **overrides)
 
 
 def data_description(cfg: Config) -> str:

@@ -14,21 +14,20 @@ import random
 import sys
 from pathlib import Path
 
-from helpers import download
+from helpers import download, hosts, sample
 from helpers.config import Config
 from helpers.files import file_problem, printable_output
 from helpers.formats import (
-    SPLIT_FILES,
+    SPLIT_FILES,  # noqa: F401 (data.SPLIT_FILES: the names, for callers)
     read_coco,
     read_flickr30k_csv,
     read_kaggle_csv,
     read_karpathy,
-    read_split_file,
+    read_split_lists,
     read_token_file,
     split_in_order,
 )
 from helpers.paths import data_dir
-from helpers.sample import write_sample
 from helpers.text import normalize_caption
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -42,6 +41,10 @@ IMAGE_FOLDERS = [
     "images",
 ]
 KARPATHY_FAMILIES = ("flickr8k", "flickr30k", "coco")  # dataset_<family>.json
+# Flickr8k's official split lists as its release names them (Flickr8k_text.zip), shipped
+# with the package for the folders without them, such as Kaggle's copy of Flickr8k.
+SHIPPED_SPLITS = Path(__file__).parent / "splits"
+OFFICIAL_TEST = "official Flickr8k test split"
 
 
 @dataclasses.dataclass
@@ -58,6 +61,19 @@ class Dataset:
     images_without_captions: list[str]  # image files no caption refers to
     unsplit_images: list[str]  # usable images in no split
     notes: list[str]  # every other quirk, one readable sentence each
+
+    @property
+    def official_split(self) -> bool:
+        """Whether the splits are Flickr8k's official ones, those of published scores."""
+        return self.layout.startswith("flickr8k-") and self.split_source.startswith(
+            "official lists"
+        )
+
+    def split_line(self) -> str:
+        """One line naming the test split, and whether it is Flickr8k's official one."""
+        if self.official_split:
+            return f"Split: {OFFICIAL_TEST} ({self.split_source})"
+        return f"Split: {self.split_source} (not the {OFFICIAL_TEST})"
 
     def report(self) -> dict:
         """The counts and quirks as one JSON-ready dictionary."""
@@ -134,12 +150,10 @@ def read_captions(root: Path, notes: list[str]):
     split_source = ""
     if source := _find(root, "Flickr8k.token.txt"):
         layout, captions = "flickr8k-original", read_token_file(source, notes)
-        split_paths = {name: source.parent / file for name, file in SPLIT_FILES.items()}
-        if all(path.exists() for path in split_paths.values()):
-            split_lists = {
-                name: read_split_file(path) for name, path in split_paths.items()
-            }
+        if split_lists := read_split_lists(source.parent):
             split_source = f"official lists in {source.parent.name}/"
+            if (root / sample.MARKER).exists():  # the same files, not the same split
+                split_source = f"the generated sample's lists in {source.parent.name}/"
     elif source := _find(root, "captions.txt"):
         layout, captions = "flickr8k-kaggle", read_kaggle_csv(source, notes)
     elif source := _find(root, "results_20130124.token"):
@@ -165,6 +179,19 @@ def read_captions(root: Path, notes: list[str]):
         split_lists = read_karpathy(split_file)[1]
         split_source = f"Karpathy {split_file.name}"
     return layout, captions, split_lists, split_source
+
+
+def shipped_splits(usable: list[str], notes: list[str]) -> tuple[dict, str]:
+    """(lists, source): the official lists shipped with the package if they name at
+    least half of the `usable` images (a Flickr8k, not other pictures), else ({}, "")."""
+    lists = read_split_lists(SHIPPED_SPLITS)
+    if not lists:
+        return {}, ""
+    named = len(set(usable) & set().union(*lists.values()))
+    if 2 * named < len(usable):
+        notes.append(f"the lists in helpers/splits/ name only {named} of {len(usable)}")
+        return {}, ""
+    return lists, "official lists shipped with helpers"
 
 
 def reconcile_splits(
@@ -208,6 +235,8 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
         notes.append(f"{len(missing)} image(s) with captions but no file: {missing[:5]}")
     if without:
         notes.append(f"{len(without)} image file(s) without captions: {without[:5]}")
+    if not split_lists and layout.startswith("flickr8k"):
+        split_lists, split_source = shipped_splits(list(usable), notes)
     splits, split_source = reconcile_splits(
         split_lists, split_source, list(usable), seed, notes
     )
@@ -237,14 +266,19 @@ def load_profile_dataset(cfg: Config) -> Dataset:
     """
     folder = data_dir(cfg)
     if cfg.sample_images > 0:
-        return load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
-    if not folder.is_dir():
-        get = (
-            f"get it with `python -m helpers.data download {folder.name} --to "
-            f"{folder.parent}`"
-            if folder.name in download.DATASETS
-            else "it has no open download: see docs/datasets.md for where to get it"
+        return load_dataset(
+            sample.write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed
         )
+    if not folder.is_dir():
+        if hosts.host() == "kaggle":
+            get = "attach the Kaggle dataset Flickr8k by adityajn105 (docs/hosted.md)"
+        elif folder.name in download.DATASETS:
+            get = (
+                f"get it with `python -m helpers.data download {folder.name} --to "
+                f"{folder.parent}`"
+            )
+        else:
+            get = "it has no open download: see docs/datasets.md for where to get it"
         raise FileNotFoundError(
             f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
             "(see docs/datasets.md)"

@@ -2,8 +2,8 @@
 
 Every notebook's setup cell calls `prepare(cfg)`: it says what TensorFlow sees, sets
 determinism when the config asks for it and, for a profile sized for a GPU, stops at
-once when the GPU (or its float16 speed) is missing, instead of running for hours on
-the CPU.
+once when the GPU is missing, instead of running for hours on the CPU. A GPU below
+compute capability 7.0 (Kaggle's P100) runs in float32; several run side by side.
 """
 
 from __future__ import annotations
@@ -47,10 +47,23 @@ def _details(gpu) -> dict:
     return tf.config.experimental.get_device_details(gpu)
 
 
+def _capability() -> tuple[int, int] | None:
+    """The lowest compute capability of the GPUs here (None without a GPU)."""
+    found = [_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus()]
+    return min(found) if found else None
+
+
 def float16_is_fast() -> bool:
     """Whether every GPU here has float16 tensor cores (False without a GPU)."""
-    capabilities = [_details(gpu).get("compute_capability", (0, 0)) for gpu in gpus()]
-    return bool(capabilities) and min(capabilities) >= MIXED_PRECISION_CAPABILITY
+    capability = _capability()
+    return capability is not None and capability >= MIXED_PRECISION_CAPABILITY
+
+
+def gpu_names() -> str:
+    """The GPUs here by name, a repeated one counted: "Tesla T4 x2"."""
+    names = [_details(gpu).get("device_name", gpu.name) for gpu in gpus()]
+    counts = {name: names.count(name) for name in names}
+    return ", ".join(f"{n} x{c}" if c > 1 else n for n, c in counts.items())
 
 
 def set_precision() -> str:
@@ -82,12 +95,6 @@ def device_problem(cfg: Config) -> str | None:
             f"({cuda}). On 2 CPU cores the flickr8k series would take about "
             f"{CPU_HOURS} hours. {ways_on}"
         )
-    if not float16_is_fast():
-        return (
-            f"the {cfg.profile!r} profile trains in mixed precision (float16), which "
-            f"needs a GPU of compute capability {MIXED_PRECISION_CAPABILITY} or newer; "
-            f"TensorFlow sees {[d.name for d in gpus()]} without it. {ways_on}"
-        )
     return None
 
 
@@ -117,19 +124,29 @@ def set_determinism(cfg: Config) -> None:
 
 def prepare(cfg: Config) -> str:
     """Check the device for the profile and set determinism and the precision; one
-    line saying which.
+    line saying which: several GPUs train with MirroredStrategy (`train.fit`), and a
+    GPU without float16 tensor cores in float32.
 
     Raises RuntimeError with `device_problem`'s message when the profile needs a GPU
-    (with float16 tensor cores) that is not here.
+    that is not here.
     """
     problem = device_problem(cfg)
     if problem:
         raise RuntimeError(problem)
     set_determinism(cfg)
     policy = set_precision()
-    found = gpus()
-    names = ", ".join(_details(gpu).get("device_name", gpu.name) for gpu in found)
-    where = f"{len(found)} GPU(s): {names}" if found else f"CPU ({os.cpu_count()} cores)"
+    count, capability = len(gpus()), _capability()
+    if count == 0:
+        where = f"CPU ({os.cpu_count()} cores)"
+    elif count == 1:
+        where = f"1 GPU: {gpu_names()}"
+    else:  # train.fit and features.extract use them all
+        where = f"{count} GPUs (MirroredStrategy): {gpu_names()}"
+    if capability is not None and capability < MIXED_PRECISION_CAPABILITY:  # P100, K80
+        policy += (
+            f" (compute capability {capability[0]}.{capability[1]}: no float16 tensor "
+            "cores below 7.0, so mixed precision is off)"
+        )
     xla = [job for job in ("training", "decoding") if use_xla(job)]
     deterministic = "; deterministic, one op at a time" if cfg.deterministic else ""
     return (

@@ -65,20 +65,19 @@ class Explorer:
 
     def _uploaded(self, *_) -> None:
         """An uploaded file, decoded with the same checks as the caption command."""
-        if not self.upload.value:
+        files = uploaded_files(self.upload.value)
+        if not files:
             return
-        upload = self.upload.value[0]
+        name, content = files[0]
         try:
-            image = images.load_image(
-                io.BytesIO(upload["content"]), self.captioner.image_size
-            )
+            image = images.load_image(io.BytesIO(content), self.captioner.image_size)
         except ValueError as problem:
             self.message.value = (
-                f"<b>{html.escape(upload['name'])}</b> is not a readable image "
+                f"<b>{html.escape(name)}</b> is not a readable image "
                 f"({html.escape(str(problem))})"
             )
             return
-        self.source, self.image = upload["name"], image
+        self.source, self.image = name, image
         self._caption()
 
     def _caption(self, *_) -> None:
@@ -115,10 +114,33 @@ class Explorer:
         )
 
     def _repr_mimebundle_(self, **kwargs):
-        bundle = self.widget._repr_mimebundle_(**kwargs)
+        bundle = widget_bundle(self.widget, **kwargs)
         bundle["text/plain"] = f"Explorer ({self.source}: {self.result['text']})"
         bundle["image/png"] = viz.figure_png(self.static_figure())
         return bundle
+
+
+def widget_bundle(widget, **kwargs) -> dict:
+    """A widget's display data: ipywidgets 8 gives it (`_repr_mimebundle_`);
+    ipywidgets 7 (Colab, Kaggle) only displays itself, with this view reference."""
+    if hasattr(widget, "_repr_mimebundle_"):
+        return widget._repr_mimebundle_(**kwargs)
+    return {
+        "application/vnd.jupyter.widget-view+json": {
+            "version_major": 2,
+            "version_minor": 0,
+            "model_id": widget.model_id,
+        }
+    }
+
+
+def uploaded_files(value) -> list[tuple[str, bytes]]:
+    """(name, content) of each file in a FileUpload's value, in either shape:
+    ipywidgets 8 holds a tuple of {"name", "content" (a memoryview), ...}, ipywidgets 7
+    (Colab, Kaggle) a dict of name -> {"content": bytes, "metadata": {...}}."""
+    if isinstance(value, dict):
+        return [(str(name), bytes(file["content"])) for name, file in value.items()]
+    return [(str(file["name"]), bytes(file["content"])) for file in value]
 
 
 def _as_image(array):

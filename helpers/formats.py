@@ -226,6 +226,15 @@ def read_split_file(path: Path) -> list[str]:
     return [text for _, text in read_lines(path)]
 
 
+def read_split_lists(folder: Path) -> dict[str, list[str]]:
+    """{split: image names} from Flickr8k's three split files in `folder`; {} unless
+    all three are there."""
+    files = {name: folder / file for name, file in SPLIT_FILES.items()}
+    if not all(path.is_file() for path in files.values()):
+        return {}
+    return {name: read_split_file(path) for name, path in files.items()}
+
+
 def split_in_order(order: list[str], fraction: float = 0.125) -> dict[str, list[str]]:
     """test, dev and train (each sorted) from names already in random order, in
     Flickr8k's proportions (6:1:1)."""

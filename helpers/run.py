@@ -192,6 +192,7 @@ def write_index(cfg: Config, executed: list[Path]) -> Path:
         tables = (
             f"<h2>This run: the test split, {content['test_images']} pictures "
             "(notebooks 06, 07 and 08)</h2>"
+            + f"<p>{html.escape(content.get('split', ''))}</p>"
             + html_table(content["table"], columns)
             + "<h2>Published, for reference: Flickr8k's test split, real photographs "
             "(BLEU only; not comparable with the generated sample)</h2>"
@@ -300,6 +301,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.register_kernel:  # at install time: needs neither a profile nor a GPU
         print(f"Jupyter kernel {KERNEL_NAME!r}: {ensure_kernel()}")
         return 0
+    if not NOTEBOOKS.is_dir():
+        print(
+            f"error: no notebooks folder at {NOTEBOOKS}: helpers.run runs the notebooks "
+            "of a checkout of the repository (git clone it and run it there)",
+            file=sys.stderr,
+        )
+        return 2
     problem = devices.device_problem(cfg)
     if problem:
         print(f"error: {problem}", file=sys.stderr)

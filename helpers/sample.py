@@ -180,6 +180,9 @@ def make_picture(rng: random.Random) -> tuple[Image.Image, list[str], dict]:
     return image, captions_for(things, relation, background, rng), truth
 
 
+MARKER = "sample.json"  # the settings a generated sample was written with
+
+
 def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
     """Write the sample dataset into `out` in Layout A; the same seed gives the same bytes.
 
@@ -187,7 +190,7 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
     images in no split. The folder appears complete or not at all.
     """
     out = Path(out)
-    marker = out / "sample.json"
+    marker = out / MARKER
     settings = {"images": images, "seed": seed, "version": 2}  # 2: with truth.json
     if marker.exists() and read_json(marker) == settings:
         return out
@@ -219,7 +222,7 @@ def write_sample(out: str | Path, images: int, seed: int = 1234) -> Path:
                 "\n".join(sorted(splits[split])) + "\n"
             )
         (staging / TRUTH).write_text(json.dumps(truths, indent=0))
-        (staging / "sample.json").write_text(json.dumps(settings))
+        (staging / MARKER).write_text(json.dumps(settings))
     return out
 
 

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import keras
 import numpy as np
@@ -171,3 +172,52 @@ def test_two_devices_train_and_extract_like_one(tmp_path):
 
 def test_one_device_is_the_default_strategy():
     assert devices.distribution_strategy(["/cpu:0"]) is tf.distribute.get_strategy()
+
+
+@pytest.fixture
+def fake_gpus(monkeypatch):
+    """GPUs as TensorFlow would list them: set `fake_gpus[:]` to (name, capability)
+    pairs. The precision policy goes back to float32 afterwards."""
+    found = []
+    monkeypatch.setattr(
+        devices,
+        "gpus",
+        lambda: [SimpleNamespace(name=f"/GPU:{i}") for i in range(len(found))],
+    )
+    monkeypatch.setattr(
+        devices,
+        "_details",
+        lambda gpu: dict(
+            zip(("device_name", "compute_capability"), found[int(gpu.name[-1])])
+        ),
+    )
+    yield found
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_gpu_without_float16_tensor_cores_runs_a_gpu_profile_in_float32(fake_gpus):
+    fake_gpus[:] = [("Tesla P100-PCIE-16GB", (6, 0))]
+    cfg = get_config("flickr8k")
+    assert devices.device_problem(cfg) is None
+    line = devices.prepare(cfg)
+    assert line.startswith(
+        "Device: 1 GPU: Tesla P100-PCIE-16GB; precision float32 (compute capability "
+        "6.0: no float16 tensor cores below 7.0, so mixed precision is off);"
+    ), line
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert "\n" not in line
+
+
+def test_several_gpus_are_named_in_the_device_line_with_their_strategy(fake_gpus):
+    fake_gpus[:] = [("Tesla T4", (7, 5)), ("Tesla T4", (7, 5))]
+    line = devices.prepare(get_config("flickr8k"))
+    assert line.startswith(
+        "Device: 2 GPUs (MirroredStrategy): Tesla T4 x2; precision mixed_float16;"
+    ), line
+    fake_gpus[:] = [("Tesla T4", (7, 5)), ("Tesla K80", (3, 7))]  # the slowest decides
+    line = devices.prepare(get_config("flickr8k"))
+    assert "2 GPUs (MirroredStrategy): Tesla T4, Tesla K80; precision float32" in line
+    assert "compute capability 3.7" in line
+    fake_gpus[:] = [("NVIDIA A100-SXM4-40GB", (8, 0))]
+    line = devices.prepare(get_config("flickr8k"))
+    assert "1 GPU: NVIDIA A100-SXM4-40GB; precision mixed_float16; XLA for" in line

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 
 import nbclient
 import nbformat
@@ -36,7 +37,7 @@ def test_every_heading_has_prose_and_the_parameters_reach_the_config(path):
         c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])
     ]
     assert "profile = None" in parameters.source and "overrides = {}" in parameters.source
-    setup = [c for c in notebook.cells if c.cell_type == "code"][1]
+    setup = [c for c in notebook.cells if c.cell_type == "code"][2]  # after hosted-setup
     assert "session.start(profile, overrides)" in setup.source
     # helpers first: it starts TensorFlow without the log lines (see the test below)
     imports = re.findall(r"^(?:from|import) (\w+)", setup.source, re.MULTILINE)
@@ -104,7 +105,8 @@ def test_in_the_gpu_profile_a_notebook_stops_in_its_first_cell_without_a_gpu(
     assert "sized for a GPU and TensorFlow sees none" in str(failure.value)
     executed = read(tmp_path / SERIES[1].name)
     ran = [c for c in executed.cells if c.cell_type == "code" and c.execution_count]
-    assert len(ran) == 3  # parameters, injected parameters, the setup cell: no more
+    # hosted-setup, parameters, injected parameters, the setup cell: no more
+    assert len(ran) == 4
     assert not (tmp_path / "artifacts" / "gpu" / "features").exists()
 
 
@@ -187,6 +189,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
         json.dumps(
             {
                 "test_images": 50,
+                "split": "Split: seeded split by image (seed 1) (not the official ...)",
                 "table": {
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
@@ -196,6 +199,7 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     )
     page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
     assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
+    assert "<p>Split: seeded split by image (seed 1) (not the official" in page
     assert "NOT comparable with Flickr8k" in page
     this_run, published = page.split("Published, for reference")
     assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
@@ -245,6 +249,43 @@ def uploaded(name: str, content: bytes) -> dict:
         "content": memoryview(content),
         "last_modified": when,
     }
+
+
+def test_an_upload_reads_the_same_from_ipywidgets_7_and_8():
+    from helpers.explore import uploaded_files
+
+    content = b"\xff\xd8 picture bytes"
+    version_8 = (uploaded("mine.jpg", content),)
+    version_7 = {  # ipywidgets 7.7.1, as Colab and Kaggle ship it
+        "mine.jpg": {
+            "metadata": {
+                "name": "mine.jpg",
+                "type": "image/jpeg",
+                "size": len(content),
+                "lastModified": 1700000000000,
+            },
+            "content": content,
+        }
+    }
+    assert (
+        uploaded_files(version_8) == uploaded_files(version_7) == [("mine.jpg", content)]
+    )
+    assert uploaded_files(()) == uploaded_files({}) == []
+    assert type(uploaded_files(version_8)[0][1]) is bytes  # not the memoryview
+
+
+def test_the_explorer_shows_its_widgets_on_ipywidgets_7_and_8():
+    """ipywidgets 7 widgets have no `_repr_mimebundle_`: only the view reference."""
+    import ipywidgets
+
+    from helpers.explore import widget_bundle
+
+    version_7 = types.SimpleNamespace(model_id="abc123")
+    view = widget_bundle(version_7)["application/vnd.jupyter.widget-view+json"]
+    assert view == {"version_major": 2, "version_minor": 0, "model_id": "abc123"}
+    slider = ipywidgets.IntSlider()
+    view = widget_bundle(slider)["application/vnd.jupyter.widget-view+json"]
+    assert view["model_id"] == slider.model_id and view["version_major"] == 2
 
 
 def test_explorer_steps_through_the_caption_and_refuses_a_bad_upload(tiny_bundle):
