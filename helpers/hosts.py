@@ -104,7 +104,7 @@ def write_setup_cells(notebooks: Path = NOTEBOOKS) -> list[Path]:
 
     text = (notebooks / SETUP_CELL).read_text().strip()
     changed = []
-    for path in sorted(notebooks.glob("[0-9][0-9]_*.ipynb")):
+    for path in sorted(notebooks.glob("[0-9][0-9]*_*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         cells = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
         if cells and cells[0].source == text:

@@ -183,7 +183,7 @@ def test_the_generated_sample_never_calls_its_split_lists_official(tmp_path):
 
 
 SETUP_CELL = paths.NOTEBOOKS / hosts.SETUP_CELL
-SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
 
 def test_every_notebook_starts_with_the_one_setup_cell_before_its_parameters():
