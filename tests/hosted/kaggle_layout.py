@@ -20,7 +20,9 @@ from helpers.sample import write_sample
 def main(out: Path) -> None:
     cfg = get_config("ci")
     with tempfile.TemporaryDirectory() as folder:
-        dataset = load_dataset(write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed)
+        dataset = load_dataset(
+            write_sample(folder, cfg.sample_images, cfg.seed), cfg.seed
+        )
         (out / "Images").mkdir(parents=True)
         for name, path in dataset.image_paths.items():
             shutil.copyfile(path, out / "Images" / name)
