@@ -99,7 +99,7 @@ def score_start(model: keras.Model, dev_data, out: Path, monitor: str) -> float:
         logs = model.evaluate(dev_data, verbose=0, return_dict=True)
         model.optimizer.build(model.trainable_variables)  # saved whole, loads back whole
         model.save(out / "best.keras")
-        # float(): Keras before 3.14 returns tensors here
+        # float(): Keras 3.13 (what Colab has) returns a tensor here
         write_json_atomic(path, {monitor: float(logs[monitor.removeprefix("val_")])})
     return read_json(path)[monitor]
 
