@@ -24,11 +24,12 @@ import nbformat
 import papermill
 import zmq
 from ipykernel.kernelspec import install
-from jinja2 import DictLoader
+from jinja2 import DictLoader, pass_context
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import AsyncKernelManager
 from latex2mathml.converter import convert
 from nbconvert import HTMLExporter
+from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
 
 from helpers import devices, maps, viz
 from helpers.config import Config, get_config
@@ -83,27 +84,55 @@ def cells_missing_figures(notebook: dict) -> list[int]:
 
 
 # The lab template without what it fetches from the internet: require.js, MathJax and
-# mermaid. Equations become MathML (`with_mathml`), which browsers draw themselves.
+# mermaid. Equations become MathML (`MathMLRenderer`), which browsers draw themselves.
 OFFLINE_TEMPLATE = """{%- extends "lab/index.html.j2" -%}
 {%- block html_head_js -%}{%- endblock html_head_js -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
 """
-MATH = re.compile(r"\$\$(.+?)\$\$|\$([^$\n]+?)\$", re.DOTALL)
-CODE = re.compile(r"(```.*?```|`[^`\n]*`)", re.DOTALL)
 
 
-def with_mathml(markdown: str) -> str:
-    """Markdown with its $...$ and $$...$$ LaTeX turned into MathML (code left alone)."""
+def mathml(latex: str, display: bool) -> str:
+    """One equation as MathML; a line break inside it is a space."""
+    return convert(" ".join(latex.split()), display="block" if display else "inline")
 
-    def math(match: re.Match) -> str:
-        display = match[1] is not None
-        return convert(
-            (match[1] or match[2]).strip(), display="block" if display else "inline"
+
+class MathMLRenderer(IPythonRenderer):
+    """nbconvert's Markdown renderer with the equations its parser found ($...$,
+    $$...$$, wrapped across lines or not) written as MathML instead of left as LaTeX
+    for MathJax. The parser leaves code spans and blocks alone."""
+
+    def block_math(self, body: str) -> str:
+        return mathml(body, display=True)
+
+    def inline_math(self, body: str) -> str:
+        return mathml(body, display=False)
+
+    def latex_environment(self, name: str, body: str) -> str:
+        return mathml(f"\\begin{{{name}}}{body}\\end{{{name}}}", display=True)
+
+
+def markdown_to_html(markdown: str, **options) -> str:
+    """A markdown cell as the HTML copies show it: equations as MathML."""
+    renderer = MathMLRenderer(escape=False, **options)
+    return MarkdownWithMath(renderer=renderer).render(markdown)
+
+
+class OfflineHTMLExporter(HTMLExporter):
+    """The HTML exporter with MathML equations in the markdown cells."""
+
+    @pass_context
+    def markdown2html(self, context, source):
+        cell = context.get("cell", {})
+        return markdown_to_html(
+            source,
+            attachments=cell.get("attachments", {}),
+            embed_images=self.embed_images,
+            path=context.get("resources", {}).get("metadata", {}).get("path", ""),
+            anchor_link_text=self.anchor_link_text,
+            exclude_anchor_links=self.exclude_anchor_links,
+            **self.lexer_options,
         )
-
-    parts = CODE.split(markdown)  # odd parts are code
-    return "".join(p if i % 2 else MATH.sub(math, p) for i, p in enumerate(parts))
 
 
 def is_progress_bar(output: dict) -> bool:
@@ -124,11 +153,9 @@ def export_html(notebook_path: Path) -> Path:
     # says how long it took).
     notebook.metadata.pop("widgets", None)
     for cell in notebook.cells:
-        if cell.cell_type == "markdown":
-            cell.source = with_mathml(cell.source)
-        elif cell.cell_type == "code":
+        if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
-    exporter = HTMLExporter(
+    exporter = OfflineHTMLExporter(
         extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
         template_file="offline.html.j2",
         embed_images=True,

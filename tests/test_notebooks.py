@@ -203,15 +203,20 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
     assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in row
 
 
-def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
-    import nbformat
+ATTENTION = r"""**Soft attention.** A score for every cell:
 
+$$e_{t,i} = w^\top \tanh\left(W_a a_i + U_a h_{t-1} + b\right), \qquad
+\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_{k=1}^{L} \exp e_{t,k}} .$$
+
+The mean feature $\bar a = \frac{1}{L}\sum_i a_i$ gives $h_0 = \tanh(W_h \bar a +
+b_h)$, wrapped across a line, but `$HOME` stays code."""
+LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
+
+
+def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
     notebook = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_markdown_cell(
-                "The score $e_{t,i} = w^\\top a_i$ and $$\\alpha = \\frac{1}{L}$$, "
-                "but `$HOME` stays code."
-            ),
+            nbformat.v4.new_markdown_cell(ATTENTION),
             nbformat.v4.new_code_cell(
                 outputs=[
                     nbformat.v4.new_output(
@@ -229,10 +234,77 @@ def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
     path = tmp_path / "n.ipynb"
     nbformat.write(notebook, path)
     page = run.export_html(path).read_text()
-    assert "<math" in page and 'display="block"' in page and "$HOME" in page
+    assert page.count("<math") == 3 and page.count('display="block"') == 1
     assert not re.search(r"<script[^>]+src=", page), "no script is fetched"
     assert "mathjax" not in page.lower() and "0%|" not in page
-    assert "800 images in 12 s" in page
+    assert "800 images in 12 s" in page and "<code>$HOME</code>" in page
+
+
+def test_a_browser_draws_the_equations_of_an_html_copy(tmp_path, browser):
+    """What a reader sees: MathML that Chromium lays out, and no LaTeX left in the
+    text around it."""
+    path = tmp_path / "n.ipynb"
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
+    )
+    page = browser.new_page()
+    page.goto(run.export_html(path).as_uri())
+    equations = page.eval_on_selector_all(
+        "math",
+        """all => all.map(m => ({
+            namespace: m.namespaceURI, display: m.getAttribute('display'),
+            width: m.getBoundingClientRect().width, text: m.textContent,
+            identifiers: m.querySelectorAll('mi').length,
+            fractions: m.querySelectorAll('mfrac').length}))""",
+    )
+    page.close()
+    assert [e["display"] for e in equations] == ["block", "inline", "inline"]
+    assert {e["namespace"] for e in equations} == {"http://www.w3.org/1998/Math/MathML"}
+    assert all(e["width"] > 10 for e in equations), equations  # laid out, not empty
+    attention, mean, state = equations
+    assert attention["fractions"] == 1 and attention["identifiers"] >= 15
+    assert "tanh" in attention["text"] and "α" in attention["text"]
+    assert "⊤" in attention["text"] and "∑" in attention["text"]
+    assert mean["fractions"] == 1 and state["text"].replace(" ", "").startswith("h0=tanh")
+    for equation in equations:
+        assert not LATEX_COMMAND.search(equation["text"]), equation
+
+
+def test_a_browser_shows_no_latex_outside_the_equations(tmp_path, browser):
+    path = tmp_path / "n.ipynb"
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
+    )
+    page = browser.new_page()
+    page.goto(run.export_html(path).as_uri())
+    prose = page.evaluate(
+        """() => { const body = document.body.cloneNode(true);
+        body.querySelectorAll('math, code').forEach(e => e.remove());
+        document.documentElement.appendChild(body);
+        const text = body.innerText; body.remove(); return text; }"""
+    )
+    page.close()
+    assert "Soft attention" in prose and "wrapped across a line" in prose
+    assert "$" not in prose and not LATEX_COMMAND.search(prose), prose
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_every_equation_of_the_series_converts_to_mathml(path):
+    """Each markdown cell as the HTML copy renders it: the equations are MathML with
+    no LaTeX command left in them, and no `$` is left outside code."""
+    from bs4 import BeautifulSoup
+
+    for index, cell in enumerate(read(path).cells):
+        if cell.cell_type != "markdown":
+            continue
+        soup = BeautifulSoup(run.markdown_to_html(cell.source), "html.parser")
+        for math in soup.find_all("math"):
+            text = math.get_text()
+            assert not LATEX_COMMAND.search(text), f"{path.name} cell {index}: {text}"
+            math.decompose()
+        for code in soup.find_all("code"):
+            code.decompose()
+        assert "$" not in soup.get_text(), f"{path.name} cell {index}: {cell.source}"
 
 
 def uploaded(name: str, content: bytes) -> dict:
