@@ -30,6 +30,7 @@ from jupyter_client.manager import AsyncKernelManager
 from latex2mathml.converter import convert
 from nbconvert import HTMLExporter
 from nbconvert.filters.markdown_mistune import IPythonRenderer, MarkdownWithMath
+from traitlets.config import Config as TraitletsConfig
 
 from helpers import devices, maps, viz
 from helpers.config import Config, get_config
@@ -92,6 +93,9 @@ OFFLINE_TEMPLATE = """{%- extends "lab/index.html.j2" -%}
 """
 
 
+HIDE_INPUT = "hide-input"  # a code cell whose HTML copy shows its output alone
+
+
 def mathml(latex: str, display: bool) -> str:
     """One equation as MathML; a line break inside it is a space."""
     return convert(" ".join(latex.split()), display="block" if display else "inline")
@@ -145,7 +149,8 @@ def is_progress_bar(output: dict) -> bool:
 
 def export_html(notebook_path: Path) -> Path:
     """A self-contained HTML copy beside the executed notebook: images embedded,
-    equations as MathML, nothing fetched from the internet."""
+    equations as MathML, nothing fetched from the internet, and the code of cells
+    tagged `hide-input` (the recaps) left out."""
     notebook = nbformat.read(notebook_path, as_version=4)
     # Widgets need a live kernel (and scripts from the internet). Without their saved
     # state nbconvert falls back to the static picture in the same output; progress
@@ -156,6 +161,7 @@ def export_html(notebook_path: Path) -> Path:
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not is_progress_bar(o)]
     exporter = OfflineHTMLExporter(
+        config=TraitletsConfig(TagRemovePreprocessor={"remove_input_tags": [HIDE_INPUT]}),
         extra_loaders=[DictLoader({"offline.html.j2": OFFLINE_TEMPLATE})],
         template_file="offline.html.j2",
         embed_images=True,

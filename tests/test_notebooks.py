@@ -289,6 +289,40 @@ def test_a_browser_shows_no_latex_outside_the_equations(tmp_path, browser):
 
 
 @pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_every_recap_shows_its_bullets_without_its_code(path):
+    cells = read(path).cells
+    (recap,) = [
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and c.source.startswith("## Recap")
+    ]
+    code = cells[recap + 1]
+    assert code.cell_type == "code" and "Markdown(" in code.source, path.name
+    assert run.HIDE_INPUT in code.metadata.get("tags", []), path.name
+
+
+def test_a_cell_tagged_hide_input_shows_its_output_and_not_its_code(tmp_path):
+    hidden, shown = (
+        nbformat.v4.new_code_cell(
+            f"display(Markdown({text!r}))",
+            outputs=[
+                nbformat.v4.new_output(
+                    "display_data", data={"text/markdown": text, "text/plain": "<M>"}
+                )
+            ],
+        )
+        for text in ("- the hidden cell's bullet", "- the shown cell's bullet")
+    )
+    hidden.metadata["tags"] = [run.HIDE_INPUT]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[hidden, shown]), path)
+    page = run.export_html(path).read_text()
+    assert "<li>the hidden cell's bullet</li>" in page
+    assert "the hidden cell" not in page.split("<li>")[0]  # its code is gone
+    assert page.count("display</span>") == 1  # the other cell's code stays
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
 def test_every_equation_of_the_series_converts_to_mathml(path):
     """Each markdown cell as the HTML copy renders it: the equations are MathML with
     no LaTeX command left in them, and no `$` is left outside code."""
