@@ -17,8 +17,8 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 from helpers.files import read_json, staged
-from helpers.metrics import SPATIAL_PHRASES, with_spatial_relations
 from helpers.formats import SPLIT_FILES, split_in_order
+from helpers.metrics import SPATIAL_PHRASES, with_spatial_relations
 
 COLOURS = {
     "red": (210, 40, 40),
@@ -317,7 +317,8 @@ def relation_check(
         summary = (
             f"{len(said)} of {len(captions)} captions say where something is "
             f"({', '.join(SPATIAL_PHRASES[:4])}, ...). Nothing records where things "
-            "are in these photos" + (": judge the best-scored ones below." if said else ".")
+            "are in these photos"
+            + (": judge the best-scored ones below." if said else ".")
         )
         beside = {n: f"a reference: {references[n][0]}" for n in shown}
         recap = "they cannot tell a right spatial relation from a wrong one"

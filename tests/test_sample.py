@@ -109,5 +109,7 @@ def test_the_relation_check_counts_wrong_relations_or_lists_them_for_the_reader(
     assert check.beside == {"a": "truth: the triangle is right of the star"}
     photos = sample.relation_check(captions, scores, references)
     assert photos.summary.startswith("2 of 3 captions say where something is")
-    assert photos.shown == ["a", "b"] and photos.beside["b"] == "a reference: reference of b"
+    assert (
+        photos.shown == ["a", "b"] and photos.beside["b"] == "a reference: reference of b"
+    )
     assert "cannot tell" in photos.recap
