@@ -91,6 +91,64 @@ def test_no_markdown_cell_states_a_measured_decimal(path):
     assert not {i: d for i, d in stated.items() if d}, f"{path.name}: {stated}"
 
 
+# A fact of one profile written into prose: the encoder, its grid and weights, what
+# the sample's pictures show, a count of pictures. The run prints these (or a cell
+# writes them from the config); a sentence holds for every profile.
+PROFILE_FACT = re.compile(
+    r"\b(VGG-?1[69]|ResNet(-?50)?|EfficientNet(-Lite0)?|Lite0|block\d_\w+"
+    r"|\d+x\d+(x\d+)?|shapes|random (VGG )?weights"
+    r"|\d[\d,]*\s+(?:test |training |dev |real |generated )?(?:pictures|photos|images))\b",
+    re.IGNORECASE,
+)
+# Cells that describe the options themselves, by notebook and first line.
+DESCRIBE_THE_OPTIONS = {
+    ("02_features", "## Build the encoder"),  # the encoders a profile can name
+    ("02_features", "## See what a pretrained network sees"),  # two fixed encoders
+    ("02_features", "What to look for: the pretrained maps"),  # the same comparison
+    ("06_evaluate", "What the published rows are"),  # the published rows' encoder
+}
+
+
+def profile_facts(notebook: str, markdown: str) -> list[str]:
+    """Profile-specific facts a markdown cell names, unless it describes the options
+    (the allow-list above, and the "Try this" exercises, which name settings)."""
+    first = markdown.splitlines()[0] if markdown else ""
+    if first == "## Try this" or any(
+        notebook == name and first.startswith(start)
+        for name, start in DESCRIBE_THE_OPTIONS
+    ):
+        return []
+    return [match[0] for match in PROFILE_FACT.finditer(markdown)]
+
+
+def test_profile_facts_are_found_outside_the_cells_that_describe_the_options():
+    assert profile_facts("04_train", "We use VGG16 at 224: a 14x14 grid.") == [
+        "VGG16",
+        "14x14",
+    ]
+    assert profile_facts("05_decode", "It knows only shapes; 60 test pictures.") == [
+        "shapes",
+        "60 test pictures",
+    ]
+    assert (
+        profile_facts("02_features", "## Build the encoder\n\nVGG16 or ResNet-50") == []
+    )
+    assert profile_facts("01_eda", "## Try this\n\nSet `{'encoder': 'resnet50'}`") == []
+    assert profile_facts("04_train", "the grid's $L$ cells, printed below") == []
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_no_markdown_cell_names_a_fact_of_one_profile(path):
+    """Encoder, grid, weights and counts differ between profiles (ci, sample,
+    flickr8k, flickr8k-cpu): a cell prints them, or writes them from the config."""
+    named = {
+        index: profile_facts(path.stem, cell.source)
+        for index, cell in enumerate(read(path).cells)
+        if cell.cell_type == "markdown"
+    }
+    assert not {i: f for i, f in named.items() if f}, f"{path.name}: {named}"
+
+
 @pytest.mark.skipif(bool(devices.gpus()), reason="this machine has a GPU")
 def test_in_the_gpu_profile_a_notebook_stops_in_its_first_cell_without_a_gpu(
     tmp_path, monkeypatch
