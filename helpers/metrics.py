@@ -148,6 +148,9 @@ def evaluate(
     return result
 
 
+HUMAN = "people: one reference against the other four"  # human_agreement's row
+
+
 def human_agreement(references: dict[str, list[str]]) -> dict[str, float]:
     """The metrics of one person's caption against the other people's: round k
     scores every image's k-th reference against the rest, and the rounds are

@@ -15,7 +15,7 @@ import nbformat
 import pytest
 
 import helpers
-from helpers import devices, paths, run
+from helpers import devices, metrics, paths, run
 
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
 
@@ -235,7 +235,9 @@ def test_native_log_lines_are_kept_by_level():
     assert helpers.native_lines_kept(text, 3) == lines[4]
 
 
-def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
+def test_index_starts_here_and_shows_the_table_with_people_and_its_caveat(
+    tmp_path, monkeypatch
+):
     from helpers.config import get_config
 
     monkeypatch.setattr(paths, "ARTIFACTS", tmp_path)
@@ -248,17 +250,54 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
                 "table": {
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
+                "human": {"bleu1": 0.6, "bleu4": 0.2, "cider": 0.9},
+                "comparable": "These are generated pictures: not a bar for this run.",
                 "published": {"Show, Attend and Tell, soft (published)": [0.67, 0.195]},
             }
         )
     )
-    page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
-    assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
+    (out / "executed").mkdir()
+    executed = out / "executed" / "01_eda.ipynb"
+    nbformat.write(read(SERIES[0]), executed)
+    (out / "figures").mkdir()
+    for name in ("decode_attention_0", "train_loss"):
+        (out / "figures" / f"{name}.png").write_bytes(b"png")
+    for other in ("sample", "flickr8k-cpu"):
+        (tmp_path / other).mkdir()
+    (tmp_path / "sample" / "index.html").write_text("a run")
+    page = run.write_index(cfg, [executed]).read_text()
+    body = page.split("<body>")[1]
+    assert (
+        body.index("Start here")
+        < body.index("01 · Explore the captions")
+        < (body.index("<table>"))
+    )
+    assert 'href="executed/01_eda.html">01 · Explore the captions</a>: What the' in page
     assert "NOT comparable with Flickr8k" in page
     this_run, published = page.split("Published, for reference")
     assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
+    people = this_run.split(metrics.HUMAN)[1].split("</tr>")[0]
+    assert people == "</td><td>0.600</td><td>0.200</td><td>0.900</td>"
+    assert this_run.index("</table>") < this_run.index("not a bar for this run")
     row = published.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
     assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in row
+    assert "<figcaption>Training and validation loss</figcaption>" in page
+    assert "Where the model looked, word by word (1)</figcaption>" in page
+    assert "decode_attention_0</figcaption>" not in page
+    assert '<a href="../sample/index.html">' in page and "flickr8k-cpu" not in page
+
+
+def test_every_figure_a_notebook_saves_is_named_by_what_it_shows():
+    saved = {
+        name
+        for path in SERIES
+        for cell in read(path).cells
+        if cell.cell_type == "code"
+        for name in re.findall(r"out,\s*f?\"(\w+?)(?:_\{\w+\})?\"", cell.source)
+    }
+    assert {"train_loss", "decode_attention", "evaluate"} <= saved, saved
+    saved.discard("evaluate")  # evaluate_{best, worst}
+    assert not [n for n in saved if n not in run.FIGURE_TITLES], saved
 
 
 ATTENTION = r"""**Soft attention.** A score for every cell:
