@@ -85,3 +85,41 @@ def end_word(loss_without: float, loss_with: float) -> str:
         "picture is one draw: the share of captions that end on a fragment, counted "
         "below over the test split, is the measure."
     )
+
+
+def failures(model: dict, people: dict, guards: str) -> str:
+    """Which failures the captions of one decoding setting show against people's own
+    (`metrics.caption_quality` of each), and what the guards do about them."""
+
+    def share(key: str) -> str:
+        return f"{model[key]:.0%} (people: {people[key]:.0%})"
+
+    found = [
+        name
+        for key, name in (
+            ("repeated_pairs", "repeated word pairs"),
+            ("repeated_colours", "colour loops"),
+        )
+        if model[key] > 2 * people[key] + 0.02
+    ]
+    if abs(model["mean_words"] - people["mean_words"]) > 0.2 * people["mean_words"]:
+        found.append(
+            "captions shorter"
+            if model["mean_words"] < people["mean_words"]
+            else "captions longer"
+        )
+        found[-1] += " than people's"
+    verdict = (
+        f"So these captions show {', '.join(found)}, more than people's do"
+        if found
+        else "So these captions repeat themselves and run about as long as people's"
+    )
+    return (
+        f"With this profile's guards ({guards}), {share('repeated_pairs')} of the "
+        f"beam-3 captions repeat a word pair, {share('repeated_colours')} name a colour "
+        f"twice, and they run {model['mean_words']:.1f} words against people's "
+        f"{people['mean_words']:.1f}. {verdict}. The trigram guard bans only a "
+        'three-word sequence said twice, so a repeated pair ("and black and black '
+        'shirt") passes it; the length penalty changes which finished caption wins, '
+        "not what a caption says; no guard looks at word pairs or colours."
+    )

@@ -47,3 +47,16 @@ def test_the_end_word_demonstration_says_what_it_showed():
     not_shown = prose.end_word(0.30, 0.20)
     assert "does not make the fragment cost more" in not_shown
     assert "costs more." not in not_shown
+
+
+def test_the_failures_named_are_the_ones_the_captions_show_beyond_peoples():
+    people = {"repeated_pairs": 0.05, "repeated_colours": 0.01, "mean_words": 11.0}
+    looping = {"repeated_pairs": 0.19, "repeated_colours": 0.08, "mean_words": 8.0}
+    said = prose.failures(looping, people, "no repeated trigram")
+    assert "(no repeated trigram), 19% (people: 5%) of the beam-3 captions" in said
+    assert "8% (people: 1%) name a colour twice" in said
+    assert "show repeated word pairs, colour loops, captions shorter than people's" in said
+    fine = {"repeated_pairs": 0.06, "repeated_colours": 0.01, "mean_words": 10.0}
+    said = prose.failures(fine, people, "per-word score, no guard")
+    assert "about as long as people's" in said and "show repeated" not in said
+    assert "no guard looks at word pairs or colours" in said
