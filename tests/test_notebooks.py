@@ -337,9 +337,11 @@ def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
     assert "800 images in 12 s" in page and "<code>$HOME</code>" in page
 
 
-def test_a_browser_draws_the_equations_of_an_html_copy(tmp_path, browser):
-    """What a reader sees: MathML that Chromium lays out, and no LaTeX left in the
-    text around it."""
+def test_a_browser_draws_the_equations_of_an_html_copy_and_shows_no_latex(
+    tmp_path, browser
+):
+    """What a reader sees: MathML that Chromium lays out, and no `$` or LaTeX command
+    left in the text around it."""
     path = tmp_path / "n.ipynb"
     nbformat.write(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
@@ -354,6 +356,12 @@ def test_a_browser_draws_the_equations_of_an_html_copy(tmp_path, browser):
             identifiers: m.querySelectorAll('mi').length,
             fractions: m.querySelectorAll('mfrac').length}))""",
     )
+    prose = page.evaluate(  # the text a reader sees around the equations
+        """() => { const body = document.body.cloneNode(true);
+        body.querySelectorAll('math, code').forEach(e => e.remove());
+        document.documentElement.appendChild(body);
+        const text = body.innerText; body.remove(); return text; }"""
+    )
     page.close()
     assert [e["display"] for e in equations] == ["block", "inline", "inline"]
     assert {e["namespace"] for e in equations} == {"http://www.w3.org/1998/Math/MathML"}
@@ -365,22 +373,6 @@ def test_a_browser_draws_the_equations_of_an_html_copy(tmp_path, browser):
     assert mean["fractions"] == 1 and state["text"].replace(" ", "").startswith("h0=tanh")
     for equation in equations:
         assert not LATEX_COMMAND.search(equation["text"]), equation
-
-
-def test_a_browser_shows_no_latex_outside_the_equations(tmp_path, browser):
-    path = tmp_path / "n.ipynb"
-    nbformat.write(
-        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
-    )
-    page = browser.new_page()
-    page.goto(run.export_html(path).as_uri())
-    prose = page.evaluate(
-        """() => { const body = document.body.cloneNode(true);
-        body.querySelectorAll('math, code').forEach(e => e.remove());
-        document.documentElement.appendChild(body);
-        const text = body.innerText; body.remove(); return text; }"""
-    )
-    page.close()
     assert "Soft attention" in prose and "wrapped across a line" in prose
     assert "$" not in prose and not LATEX_COMMAND.search(prose), prose
 
