@@ -102,18 +102,14 @@ def failures(model: dict, people: dict, guards: str) -> str:
         )
         if model[key] > 2 * people[key] + 0.02
     ]
-    if abs(model["mean_words"] - people["mean_words"]) > 0.2 * people["mean_words"]:
-        found.append(
-            "captions shorter"
-            if model["mean_words"] < people["mean_words"]
-            else "captions longer"
-        )
-        found[-1] += " than people's"
     verdict = (
-        f"So these captions show {', '.join(found)}, more than people's do"
+        f"So these captions show {' and '.join(found)} more than twice as often as people's"
         if found
-        else "So these captions repeat themselves and run about as long as people's"
+        else "So these captions repeat themselves about as often as people's"
     )
+    ratio = model["mean_words"] / people["mean_words"]
+    if abs(ratio - 1) > 0.2:
+        verdict += f", and run {'shorter' if ratio < 1 else 'longer'} by over a fifth"
     return (
         f"With this profile's guards ({guards}), {share('repeated_pairs')} of the "
         f"beam-3 captions repeat a word pair, {share('repeated_colours')} name a colour "

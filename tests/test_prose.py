@@ -55,10 +55,9 @@ def test_the_failures_named_are_the_ones_the_captions_show_beyond_peoples():
     said = prose.failures(looping, people, "no repeated trigram")
     assert "(no repeated trigram), 19% (people: 5%) of the beam-3 captions" in said
     assert "8% (people: 1%) name a colour twice" in said
-    assert (
-        "show repeated word pairs, colour loops, captions shorter than people's" in said
-    )
+    assert "pairs and colour loops more than twice as often as people's" in said
+    assert "and run shorter by over a fifth." in said
     fine = {"repeated_pairs": 0.06, "repeated_colours": 0.01, "mean_words": 10.0}
     said = prose.failures(fine, people, "per-word score, no guard")
-    assert "about as long as people's" in said and "show repeated" not in said
+    assert "about as often as people's." in said and "show repeated" not in said
     assert "no guard looks at word pairs or colours" in said
