@@ -103,7 +103,8 @@ def failures(model: dict, people: dict, guards: str) -> str:
         if model[key] > 2 * people[key] + 0.02
     ]
     verdict = (
-        f"So these captions show {' and '.join(found)} more than twice as often as people's"
+        f"So these captions show {' and '.join(found)} more than twice as often as "
+        "people's"
         if found
         else "So these captions repeat themselves about as often as people's"
     )

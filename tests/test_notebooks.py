@@ -97,7 +97,8 @@ def test_no_markdown_cell_states_a_measured_decimal(path):
 PROFILE_FACT = re.compile(
     r"\b(VGG-?1[69]|ResNet(-?50)?|EfficientNet(-Lite0)?|Lite0|block\d_\w+"
     r"|\d+x\d+(x\d+)?|shapes|random (VGG )?weights"
-    r"|\d[\d,]*\s+(?:test |training |dev |real |generated )?(?:pictures|photos|images))\b",
+    r"|\d[\d,]*\s+(?:(?:test|training|dev|real|generated) )?"
+    r"(?:pictures|photos|images))\b",
     re.IGNORECASE,
 )
 # Cells that describe the options themselves, by notebook and first line.
