@@ -253,6 +253,11 @@ def html_table(rows: dict[str, dict], columns: list[str]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def code_spans(text: str) -> str:
+    """Plain text with Markdown's `code` spans, as HTML."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html.escape(text))
+
+
 def results_html(out: Path) -> str:
     """This run's headline table (with people's agreement) and the line that says how
     far it compares with published numbers, then the published rows apart."""
@@ -274,7 +279,7 @@ def results_html(out: Path) -> str:
         f"<h2>The results: this run's test split, {content['test_images']} pictures "
         "(notebooks 06, 07 and 08)</h2>"
         + html_table(rows, columns)
-        + f'<p class="caveat">{html.escape(caveat)}</p>'
+        + f'<p class="caveat">{code_spans(caveat)}</p>'
         + "<h2>Published, for reference: Flickr8k's test split, real photographs "
         "(BLEU only)</h2>" + html_table(published, columns[:4])
     )

@@ -252,7 +252,7 @@ def test_index_starts_here_and_shows_the_table_with_people_and_its_caveat(
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
                 "human": {"bleu1": 0.6, "bleu4": 0.2, "cider": 0.9},
-                "comparable": "These are generated pictures: not a bar for this run.",
+                "comparable": "Generated pictures: not a bar for `ci` <runs>.",
                 "published": {"Show, Attend and Tell, soft (published)": [0.67, 0.195]},
             }
         )
@@ -279,7 +279,8 @@ def test_index_starts_here_and_shows_the_table_with_people_and_its_caveat(
     assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
     people = this_run.split(metrics.HUMAN)[1].split("</tr>")[0]
     assert people == "</td><td>0.600</td><td>0.200</td><td>0.900</td>"
-    assert this_run.index("</table>") < this_run.index("not a bar for this run")
+    caveat = "Generated pictures: not a bar for <code>ci</code> &lt;runs&gt;."
+    assert this_run.index("</table>") < this_run.index(caveat)
     row = published.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
     assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in row
     assert "<figcaption>Training and validation loss</figcaption>" in page
