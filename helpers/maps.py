@@ -71,9 +71,9 @@ def peak_label(weights) -> str:
 
 
 def _draw_attention(axis, image: Image.Image, weights, title: str, **title_kwargs):
-    """One word's panel, titled with its largest weight against the even spread: each
-    panel is scaled to its own largest cell, which alone would make a nearly even
-    spread look as focused as a single cell."""
+    """One word's panel, with its largest weight against the even spread under it:
+    each panel is scaled to its own largest cell, which alone would make a nearly
+    even spread look as focused as a single cell."""
     axis.imshow(image)
     shown = axis.imshow(
         attention_overlay(weights, image.size), cmap="magma", alpha=0.55, vmin=0, vmax=1
