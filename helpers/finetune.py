@@ -138,6 +138,7 @@ def fine_tune(
     epochs = epochs or cfg.finetune_epochs
     settings = {
         "fine_tune": name,
+        "start": "kept unless an epoch beats it",
         "epochs": epochs,
         "config": json.loads(cfg.to_json()),
         "decoder": fingerprint(*decoder.get_weights()),
@@ -167,7 +168,7 @@ def fine_tune(
         return model
 
     rate = cfg.learning_rate * cfg.finetune_learning_rate_scale
-    job = train.Job(settings, build, datasets, epochs, rate)
+    job = train.Job(settings, build, datasets, epochs, rate, keep_start=True)
     return train.fit(job, cfg, out, **options)
 
 

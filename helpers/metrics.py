@@ -74,10 +74,17 @@ BAD_ENDINGS = frozenset(
 )
 
 
+# Colour words: a caption that names one twice often loops ("a black and black dog").
+COLOURS = frozenset(
+    "black white red blue green yellow orange pink purple brown grey gray".split()
+)
+
+
 def caption_quality(captions: list[str]) -> dict[str, float]:
     """What n-gram metrics do not see: the share of captions that end on a word a
-    sentence does not end on, that repeat a word pair or a word trigram, and how
-    many different captions there are."""
+    sentence does not end on, that repeat a word pair or a word trigram, that name a
+    colour twice, their mean length in words, and how many different captions there
+    are."""
 
     def repeats(words: list[str], n: int) -> bool:
         grams = list(zip(*(words[i:] for i in range(n))))
@@ -89,6 +96,11 @@ def caption_quality(captions: list[str]) -> dict[str, float]:
         "bad_endings": sum(bool(w) and w[-1] in BAD_ENDINGS for w in split) / count,
         "repeated_pairs": sum(repeats(w, 2) for w in split) / count,
         "repeated_trigrams": sum(repeats(w, 3) for w in split) / count,
+        "repeated_colours": sum(
+            any(w.count(colour) > 1 for colour in COLOURS & set(w)) for w in split
+        )
+        / count,
+        "mean_words": sum(map(len, split)) / count,
         "distinct": len({" ".join(w) for w in split}),
     }
 
@@ -146,6 +158,9 @@ def evaluate(
     if meteor:
         result["meteor"] = float(_meteor().compute_score(gts, res)[0])
     return result
+
+
+HUMAN = "people: one reference against the other four"  # human_agreement's row
 
 
 def human_agreement(references: dict[str, list[str]]) -> dict[str, float]:

@@ -1,7 +1,44 @@
 """Shared fixtures: small files and models made by the tests themselves."""
 
+import os
+import shutil
+
 import numpy as np
 import pytest
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's chromium, headless, driven by Playwright; missing is a skip on a laptop
+    but a failure under CI."""
+    problem = None
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        problem = "playwright is not installed"
+    if CHROMIUM is None:
+        problem = "no chromium binary (apt-get install chromium)"
+    if problem and os.environ.get("CI") == "true":
+        pytest.fail(f"the browser test must run under CI: {problem}")
+    if problem:
+        pytest.skip(problem)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        chromium.close()
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,6 @@
 """The web page: Flask test client for every path, then a real headless Chromium."""
 
 import io
-import os
-import shutil
 import threading
 
 import pytest
@@ -120,60 +118,25 @@ def test_serves_on_loopback_by_default():
     assert build_parser().parse_args(["--model", "bundle"]).host == "127.0.0.1"
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def browser_or_skip():
-    """Debian's chromium; missing is a skip on a laptop but a failure under CI."""
-    problem = None
-    try:
-        from playwright.sync_api import sync_playwright  # noqa: F401
-    except ImportError:
-        problem = "playwright is not installed"
-    if CHROMIUM is None:
-        problem = "no chromium binary (apt-get install chromium)"
-    if problem and os.environ.get("CI") == "true":
-        pytest.fail(f"the browser test must run under CI: {problem}")
-    if problem:
-        pytest.skip(problem)
-
-
-def test_upload_in_a_real_browser(app, tmp_path):
-    browser_or_skip()
-    from playwright.sync_api import sync_playwright
-
+def test_upload_in_a_real_browser(app, browser, tmp_path):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}/"
     (tmp_path / "photo.jpg").write_bytes(jpeg())
     (tmp_path / "notes.txt").write_text("hello")
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(
-                executable_path=CHROMIUM,
-                headless=True,
-                args=[
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-background-networking",
-                    "--disable-component-update",
-                    "--disable-sync",
-                    "--no-first-run",
-                ],
-            )
-            page = browser.new_page()
-            page.goto(url)
-            page.set_input_files("input[type=file]", str(tmp_path / "photo.jpg"))
-            page.select_option("select[name=decoding]", "1")
-            page.click("button[type=submit]")
-            caption = page.wait_for_selector("#caption", timeout=60_000)
-            assert caption.inner_text().strip()
-            assert page.eval_on_selector("#attention", "img => img.naturalWidth") > 100
-            page.goto(url)
-            page.set_input_files("input[type=file]", str(tmp_path / "notes.txt"))
-            page.click("button[type=submit]")
-            assert "not an image" in page.wait_for_selector("#error").inner_text()
-            browser.close()
+        page = browser.new_page()
+        page.goto(url)
+        page.set_input_files("input[type=file]", str(tmp_path / "photo.jpg"))
+        page.select_option("select[name=decoding]", "1")
+        page.click("button[type=submit]")
+        caption = page.wait_for_selector("#caption", timeout=60_000)
+        assert caption.inner_text().strip()
+        assert page.eval_on_selector("#attention", "img => img.naturalWidth") > 100
+        page.goto(url)
+        page.set_input_files("input[type=file]", str(tmp_path / "notes.txt"))
+        page.click("button[type=submit]")
+        assert "not an image" in page.wait_for_selector("#error").inner_text()
     finally:
         server.shutdown()
 

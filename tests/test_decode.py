@@ -237,3 +237,16 @@ def test_beam_trace_shows_each_step_and_ends_where_the_decoder_does():
         assert best["score"] / len(best["words"]) == pytest.approx(
             result["score"], abs=1e-4
         )
+
+
+def test_the_guard_table_marks_the_row_the_profile_decodes_with():
+    from helpers.config import get_config
+    from helpers.decode import guard_settings
+
+    rows, mine = guard_settings(get_config("sample"))
+    assert mine == "per-word score, no guard" and len(rows) == 4
+    rows, mine = guard_settings(get_config("flickr8k-cpu"))  # blocks trigrams
+    assert mine == "no repeated trigram" and rows[mine]["block_repeated_trigrams"]
+    rows, mine = guard_settings(get_config("ci", length_penalty=2.0))
+    assert mine == "this profile's guards" and len(rows) == 5
+    assert rows[mine] == {"length_penalty": 2.0, "block_repeated_trigrams": False}

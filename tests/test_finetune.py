@@ -11,7 +11,7 @@ from helpers import model as models
 from helpers.app import create_app
 from helpers.caption import Captioner
 from helpers.config import get_config
-from helpers.corpus import Corpus
+from helpers.corpus import Corpus, make_dataset
 from helpers.text import Vocabulary
 
 SIZE = 32  # VGG16 block4_pool and block5_conv3 are 2x2 here
@@ -86,6 +86,17 @@ def test_fine_tuning_trains_the_last_block_and_a_copy_of_the_decoder(tuned):
         np.testing.assert_array_equal(old, now)  # the decoder handed in is untouched
     new = model.decoder.get_weights()
     assert any(not np.array_equal(old, w) for old, w in zip(tuned["before"], new))
+
+
+def test_the_starting_model_is_a_candidate_and_the_best_is_kept(tuned):
+    summary = json.loads((tuned["root"] / "run" / "summary.json").read_text())
+    losses = [summary["start_val_loss"]] + [r["val_loss"] for r in tuned["log"]]
+    assert summary["best_val_loss"] == min(losses)
+    dev = finetune.caption_groups(tuned["frozen"], "dev")
+    kept = tuned["model"].evaluate(
+        make_dataset(tuned["frozen"].features, *dev, 2), verbose=0, return_dict=True
+    )
+    assert kept["loss"] == pytest.approx(min(losses), rel=1e-3)
 
 
 def test_a_finished_fine_tuning_is_reused_and_reloads_the_same(tuned):

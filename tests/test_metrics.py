@@ -154,3 +154,21 @@ def test_cli_errors(tmp_path):
         timeout=120,
     )
     assert broken.returncode == 2 and "refs.json" in broken.stderr
+
+
+def test_caption_quality_counts_what_n_gram_metrics_do_not_see():
+    quality = metrics.caption_quality(
+        [
+            "a little girl in a blue shirt and black and black shirt",  # pair, colour
+            "a dog runs on the",  # a fragment
+            "a dog on a dog on a dog",  # pairs and trigrams
+            "a dog runs on the grass",
+        ]
+    )
+    assert quality["bad_endings"] == 0.25
+    assert quality["repeated_pairs"] == 0.5  # "and black" twice; "a dog", "on a"
+    assert quality["repeated_trigrams"] == 0.25
+    assert quality["repeated_colours"] == 0.25  # black twice; blue once is fine
+    assert quality["mean_words"] == (12 + 5 + 8 + 6) / 4
+    assert quality["distinct"] == 4
+    assert metrics.caption_quality(["a red and a red"])["repeated_colours"] == 1

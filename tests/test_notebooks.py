@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 import helpers
-from helpers import devices, paths, run
+from helpers import devices, metrics, paths, run
 
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
@@ -90,6 +90,65 @@ def test_no_markdown_cell_states_a_measured_decimal(path):
         if cell.cell_type == "markdown"
     }
     assert not {i: d for i, d in stated.items() if d}, f"{path.name}: {stated}"
+
+
+# A fact of one profile written into prose: the encoder, its grid and weights, what
+# the sample's pictures show, a count of pictures. The run prints these (or a cell
+# writes them from the config); a sentence holds for every profile.
+PROFILE_FACT = re.compile(
+    r"\b(VGG-?1[69]|ResNet(-?50)?|EfficientNet(-Lite0)?|Lite0|block\d_\w+"
+    r"|\d+x\d+(x\d+)?|shapes|random (VGG )?weights"
+    r"|\d[\d,]*\s+(?:(?:test|training|dev|real|generated) )?"
+    r"(?:pictures|photos|images))\b",
+    re.IGNORECASE,
+)
+# Cells that describe the options themselves, by notebook and first line.
+DESCRIBE_THE_OPTIONS = {
+    ("02_features", "## Build the encoder"),  # the encoders a profile can name
+    ("02_features", "## See what a pretrained network sees"),  # two fixed encoders
+    ("02_features", "What to look for: the pretrained maps"),  # the same comparison
+    ("06_evaluate", "What the published rows are"),  # the published rows' encoder
+}
+
+
+def profile_facts(notebook: str, markdown: str) -> list[str]:
+    """Profile-specific facts a markdown cell names, unless it describes the options
+    (the allow-list above, and the "Try this" exercises, which name settings)."""
+    first = markdown.splitlines()[0] if markdown else ""
+    if first == "## Try this" or any(
+        notebook == name and first.startswith(start)
+        for name, start in DESCRIBE_THE_OPTIONS
+    ):
+        return []
+    return [match[0] for match in PROFILE_FACT.finditer(markdown)]
+
+
+def test_profile_facts_are_found_outside_the_cells_that_describe_the_options():
+    assert profile_facts("04_train", "We use VGG16 at 224: a 14x14 grid.") == [
+        "VGG16",
+        "14x14",
+    ]
+    assert profile_facts("05_decode", "It knows only shapes; 60 test pictures.") == [
+        "shapes",
+        "60 test pictures",
+    ]
+    assert (
+        profile_facts("02_features", "## Build the encoder\n\nVGG16 or ResNet-50") == []
+    )
+    assert profile_facts("01_eda", "## Try this\n\nSet `{'encoder': 'resnet50'}`") == []
+    assert profile_facts("04_train", "the grid's $L$ cells, printed below") == []
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_no_markdown_cell_names_a_fact_of_one_profile(path):
+    """Encoder, grid, weights and counts differ between profiles (ci, sample,
+    flickr8k, flickr8k-cpu): a cell prints them, or writes them from the config."""
+    named = {
+        index: profile_facts(path.stem, cell.source)
+        for index, cell in enumerate(read(path).cells)
+        if cell.cell_type == "markdown"
+    }
+    assert not {i: f for i, f in named.items() if f}, f"{path.name}: {named}"
 
 
 @pytest.mark.skipif(bool(devices.gpus()), reason="this machine has a GPU")
@@ -179,7 +238,9 @@ def test_native_log_lines_are_kept_by_level():
     assert helpers.native_lines_kept(text, 3) == lines[4]
 
 
-def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
+def test_index_starts_here_and_shows_the_table_with_people_and_its_caveat(
+    tmp_path, monkeypatch
+):
     from helpers.config import get_config
 
     monkeypatch.setattr(paths, "ARTIFACTS", tmp_path)
@@ -193,29 +254,72 @@ def test_index_links_the_notebooks_and_shows_the_table(tmp_path, monkeypatch):
                 "table": {
                     "attention, beam 3": {"bleu1": 0.8, "bleu4": 0.3, "cider": 1.2}
                 },
+                "human": {"bleu1": 0.6, "bleu4": 0.2, "cider": 0.9},
+                "comparable": "Generated pictures: not a bar for `ci` <runs>.",
                 "published": {"Show, Attend and Tell, soft (published)": [0.67, 0.195]},
             }
         )
     )
-    page = run.write_index(cfg, [out / "executed" / "01_eda.ipynb"]).read_text()
-    assert 'href="executed/01_eda.html"' in page and "<td>0.300</td>" in page
-    assert "<p>Split: seeded split by image (seed 1) (not the official" in page
+    (out / "executed").mkdir()
+    executed = out / "executed" / "01_eda.ipynb"
+    nbformat.write(read(SERIES[0]), executed)
+    (out / "figures").mkdir()
+    for name in ("decode_attention_0", "train_loss"):
+        (out / "figures" / f"{name}.png").write_bytes(b"png")
+    for other in ("sample", "flickr8k-cpu"):
+        (tmp_path / other).mkdir()
+    (tmp_path / "sample" / "index.html").write_text("a run")
+    page = run.write_index(cfg, [executed]).read_text()
+    body = page.split("<body>")[1]
+    assert (
+        body.index("Start here")
+        < body.index("01 · Explore the captions")
+        < (body.index("<table>"))
+    )
+    assert 'href="executed/01_eda.html">01 · Explore the captions</a>: What the' in page
     assert "NOT comparable with Flickr8k" in page
+    assert "<p>Split: seeded split by image (seed 1) (not the official" in page
     this_run, published = page.split("Published, for reference")
     assert "attention, beam 3" in this_run and "Show, Attend" not in this_run
+    people = this_run.split(metrics.HUMAN)[1].split("</tr>")[0]
+    assert people == "</td><td>0.600</td><td>0.200</td><td>0.900</td>"
+    caveat = "Generated pictures: not a bar for <code>ci</code> &lt;runs&gt;."
+    assert this_run.index("</table>") < this_run.index(caveat)
     row = published.split("Show, Attend and Tell, soft (published)")[1].split("</tr>")[0]
     assert "<td>0.670</td><td>0.195</td><td>n/a</td>" in row
+    assert "<figcaption>Training and validation loss</figcaption>" in page
+    assert "Where the model looked, word by word (1)</figcaption>" in page
+    assert "decode_attention_0</figcaption>" not in page
+    assert '<a href="../sample/index.html">' in page and "flickr8k-cpu" not in page
+
+
+def test_every_figure_a_notebook_saves_is_named_by_what_it_shows():
+    saved = {
+        name
+        for path in SERIES
+        for cell in read(path).cells
+        if cell.cell_type == "code"
+        for name in re.findall(r"out,\s*f?\"(\w+?)(?:_\{\w+\})?\"", cell.source)
+    }
+    assert {"train_loss", "decode_attention", "evaluate"} <= saved, saved
+    saved.discard("evaluate")  # evaluate_{best, worst}
+    assert not [n for n in saved if n not in run.FIGURE_TITLES], saved
+
+
+ATTENTION = r"""**Soft attention.** A score for every cell:
+
+$$e_{t,i} = w^\top \tanh\left(W_a a_i + U_a h_{t-1} + b\right), \qquad
+\alpha_{t,i} = \frac{\exp e_{t,i}}{\sum_{k=1}^{L} \exp e_{t,k}} .$$
+
+The mean feature $\bar a = \frac{1}{L}\sum_i a_i$ gives $h_0 = \tanh(W_h \bar a +
+b_h)$, wrapped across a line, but `$HOME` stays code."""
+LATEX_COMMAND = re.compile(r"\\[a-zA-Z]+")
 
 
 def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
-    import nbformat
-
     notebook = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_markdown_cell(
-                "The score $e_{t,i} = w^\\top a_i$ and $$\\alpha = \\frac{1}{L}$$, "
-                "but `$HOME` stays code."
-            ),
+            nbformat.v4.new_markdown_cell(ATTENTION),
             nbformat.v4.new_code_cell(
                 outputs=[
                     nbformat.v4.new_output(
@@ -233,10 +337,103 @@ def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
     path = tmp_path / "n.ipynb"
     nbformat.write(notebook, path)
     page = run.export_html(path).read_text()
-    assert "<math" in page and 'display="block"' in page and "$HOME" in page
+    assert page.count("<math") == 3 and page.count('display="block"') == 1
     assert not re.search(r"<script[^>]+src=", page), "no script is fetched"
     assert "mathjax" not in page.lower() and "0%|" not in page
-    assert "800 images in 12 s" in page
+    assert "800 images in 12 s" in page and "<code>$HOME</code>" in page
+
+
+def test_a_browser_draws_the_equations_of_an_html_copy_and_shows_no_latex(
+    tmp_path, browser
+):
+    """What a reader sees: MathML that Chromium lays out, and no `$` or LaTeX command
+    left in the text around it."""
+    path = tmp_path / "n.ipynb"
+    nbformat.write(
+        nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
+    )
+    page = browser.new_page()
+    page.goto(run.export_html(path).as_uri())
+    equations = page.eval_on_selector_all(
+        "math",
+        """all => all.map(m => ({
+            namespace: m.namespaceURI, display: m.getAttribute('display'),
+            width: m.getBoundingClientRect().width, text: m.textContent,
+            identifiers: m.querySelectorAll('mi').length,
+            fractions: m.querySelectorAll('mfrac').length}))""",
+    )
+    prose = page.evaluate(  # the text a reader sees around the equations
+        """() => { const body = document.body.cloneNode(true);
+        body.querySelectorAll('math, code').forEach(e => e.remove());
+        document.documentElement.appendChild(body);
+        const text = body.innerText; body.remove(); return text; }"""
+    )
+    page.close()
+    assert [e["display"] for e in equations] == ["block", "inline", "inline"]
+    assert {e["namespace"] for e in equations} == {"http://www.w3.org/1998/Math/MathML"}
+    assert all(e["width"] > 10 for e in equations), equations  # laid out, not empty
+    attention, mean, state = equations
+    assert attention["fractions"] == 1 and attention["identifiers"] >= 15
+    assert "tanh" in attention["text"] and "α" in attention["text"]
+    assert "⊤" in attention["text"] and "∑" in attention["text"]
+    assert mean["fractions"] == 1 and state["text"].replace(" ", "").startswith("h0=tanh")
+    for equation in equations:
+        assert not LATEX_COMMAND.search(equation["text"]), equation
+    assert "Soft attention" in prose and "wrapped across a line" in prose
+    assert "$" not in prose and not LATEX_COMMAND.search(prose), prose
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_every_recap_shows_its_bullets_without_its_code(path):
+    cells = read(path).cells
+    (recap,) = [
+        i
+        for i, c in enumerate(cells)
+        if c.cell_type == "markdown" and c.source.startswith("## Recap")
+    ]
+    code = cells[recap + 1]
+    assert code.cell_type == "code" and "Markdown(" in code.source, path.name
+    assert run.HIDE_INPUT in code.metadata.get("tags", []), path.name
+
+
+def test_a_cell_tagged_hide_input_shows_its_output_and_not_its_code(tmp_path):
+    hidden, shown = (
+        nbformat.v4.new_code_cell(
+            f"display(Markdown({text!r}))",
+            outputs=[
+                nbformat.v4.new_output(
+                    "display_data", data={"text/markdown": text, "text/plain": "<M>"}
+                )
+            ],
+        )
+        for text in ("- the hidden cell's bullet", "- the shown cell's bullet")
+    )
+    hidden.metadata["tags"] = [run.HIDE_INPUT]
+    path = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[hidden, shown]), path)
+    page = run.export_html(path).read_text()
+    assert "<li>the hidden cell's bullet</li>" in page
+    assert "the hidden cell" not in page.split("<li>")[0]  # its code is gone
+    assert page.count("display</span>") == 1  # the other cell's code stays
+
+
+@pytest.mark.parametrize("path", SERIES, ids=lambda p: p.stem)
+def test_every_equation_of_the_series_converts_to_mathml(path):
+    """Each markdown cell as the HTML copy renders it: the equations are MathML with
+    no LaTeX command left in them, and no `$` is left outside code."""
+    from bs4 import BeautifulSoup
+
+    for index, cell in enumerate(read(path).cells):
+        if cell.cell_type != "markdown":
+            continue
+        soup = BeautifulSoup(run.markdown_to_html(cell.source), "html.parser")
+        for math in soup.find_all("math"):
+            text = math.get_text()
+            assert not LATEX_COMMAND.search(text), f"{path.name} cell {index}: {text}"
+            math.decompose()
+        for code in soup.find_all("code"):
+            code.decompose()
+        assert "$" not in soup.get_text(), f"{path.name} cell {index}: {cell.source}"
 
 
 def uploaded(name: str, content: bytes) -> dict:

@@ -1,0 +1,122 @@
+"""Sentences of the notebooks that depend on the run, written from its config and
+results: which encoder and grid, which way a number moved, which model did better,
+and how far a score can be compared with published ones. A markdown cell states only
+what holds for every profile (tests/test_notebooks.py checks it)."""
+
+from __future__ import annotations
+
+from helpers.config import Config
+
+FLICKR8K_TRAINING_PHOTOS = 6000  # the split the published Flickr8k numbers trained on
+
+
+def weights_name(weights: str | None) -> str:
+    """The encoder's weights in words."""
+    if weights is None:
+        return "random weights"
+    return "ImageNet weights" if weights == "imagenet" else f"the weights of {weights}"
+
+
+def grid(cfg: Config, shape: tuple[int, ...]) -> str:
+    """What the decoder reads, from the feature cache's shape (pictures, L, D)."""
+    cells, channels = shape[-2], shape[-1]
+    side = round(cells**0.5)
+    square = f" (a {side}x{side} grid)" if side * side == cells else ""
+    projected = (
+        f", projected to {cfg.context_dim} channels once per picture (`context_dim`)"
+        if cfg.context_dim
+        else ""
+    )
+    return (
+        f"Here: $L = {cells}$ cells{square} of $D = {channels}$ channels, from "
+        f"`{cfg.encoder}` at {cfg.image_size}x{cfg.image_size} with "
+        f"{weights_name(cfg.weights)}{projected}."
+    )
+
+
+def moved(what: str, before: float, after: float, digits: int = 3) -> str:
+    """'validation loss rose from 3.039 to 3.052' (or fell, or stayed)."""
+    b, a = round(before, digits), round(after, digits)
+    verb = "rose" if a > b else "fell" if a < b else "stayed at"
+    if verb == "stayed at":
+        return f"{what} stayed at {b:.{digits}f}"
+    return f"{what} {verb} from {b:.{digits}f} to {a:.{digits}f}"
+
+
+def versus(first: str, a: float, second: str, b: float, digits: int = 3) -> str:
+    """'attention scored above merge (0.129 against 0.123)', or below, or level."""
+    x, y = round(a, digits), round(b, digits)
+    where = "above" if x > y else "below" if x < y else "level with"
+    return f"{first} scored {where} {second} ({x:.{digits}f} against {y:.{digits}f})"
+
+
+def comparable(cfg: Config, training_pictures: int) -> str:
+    """One line on whether this run's scores can sit beside published Flickr8k ones."""
+    if cfg.sample_images:
+        return (
+            f"These are generated pictures ({training_pictures} to train on), not "
+            "photographs: the published Flickr8k rows are a reference for the "
+            "`flickr8k` profiles, not a bar for this run."
+        )
+    if training_pictures < FLICKR8K_TRAINING_PHOTOS:
+        return (
+            f"This run trained on {training_pictures} photos, not Flickr8k's "
+            f"{FLICKR8K_TRAINING_PHOTOS:,} training photos: the published rows are not "
+            "comparable with it; the human row (one reference against the other four, "
+            "on the same pictures) is."
+        )
+    return (
+        "This run trained on Flickr8k's training photos and scored its test split as "
+        "the published rows did, with another encoder: comparable, not identical."
+    )
+
+
+def end_word(loss_without: float, loss_with: float) -> str:
+    """What notebook 08's demonstration showed: how much CIDEr-D a caption cut short
+    loses without `<end>` in the reward and with it."""
+    said = (
+        f"Here the fragment loses {loss_with:.2f} with `<end>` and {loss_without:.2f} "
+        "without it"
+    )
+    if loss_with > loss_without:
+        return f"{said}: with `<end>`, stopping in the middle of a phrase costs more."
+    return (
+        f"{said}: on this picture `<end>` does not make the fragment cost more. One "
+        "picture is one draw: the share of captions that end on a fragment, counted "
+        "below over the test split, is the measure."
+    )
+
+
+def failures(model: dict, people: dict, guards: str) -> str:
+    """Which failures the captions of one decoding setting show against people's own
+    (`metrics.caption_quality` of each), and what the guards do about them."""
+
+    def share(key: str) -> str:
+        return f"{model[key]:.0%} (people: {people[key]:.0%})"
+
+    found = [
+        name
+        for key, name in (
+            ("repeated_pairs", "repeated word pairs"),
+            ("repeated_colours", "colour loops"),
+        )
+        if model[key] > 2 * people[key] + 0.02
+    ]
+    verdict = (
+        f"So these captions show {' and '.join(found)} more than twice as often as "
+        "people's"
+        if found
+        else "So these captions repeat themselves about as often as people's"
+    )
+    ratio = model["mean_words"] / people["mean_words"]
+    if abs(ratio - 1) > 0.2:
+        verdict += f", and run {'shorter' if ratio < 1 else 'longer'} by over a fifth"
+    return (
+        f"With this profile's guards ({guards}), {share('repeated_pairs')} of the "
+        f"beam-3 captions repeat a word pair, {share('repeated_colours')} name a colour "
+        f"twice, and they run {model['mean_words']:.1f} words against people's "
+        f"{people['mean_words']:.1f}. {verdict}. The trigram guard bans only a "
+        'three-word sequence said twice, so a repeated pair ("and black and black '
+        'shirt") passes it; the length penalty changes which finished caption wins, '
+        "not what a caption says; no guard looks at word pairs or colours."
+    )
