@@ -293,3 +293,28 @@ def _fits(value, kind) -> bool:
     if isinstance(value, bool):  # JSON true/false is never a number here
         return kind is bool
     return isinstance(value, float | int if kind is float else kind)
+
+
+# The decoding guards notebook 05 compares: each row changes one from no guard at all.
+GUARD_ROWS = {
+    "per-word score, no guard": {},
+    "no repeated trigram": {"block_repeated_trigrams": True},
+    "length penalty 0 (plain sum)": {"length_penalty": 0.0},
+    "length penalty 0.5": {"length_penalty": 0.5},
+}
+
+
+def guard_settings(cfg: Config) -> tuple[dict[str, dict], str]:
+    """The guard rows to compare, each as Decoder keyword arguments, and the label of
+    the row this profile decodes with (a row of its own when none matches)."""
+    unguarded = {"length_penalty": 1.0, "block_repeated_trigrams": False}
+    rows = {label: {**unguarded, **guards} for label, guards in GUARD_ROWS.items()}
+    profile = {
+        "length_penalty": cfg.length_penalty,
+        "block_repeated_trigrams": cfg.block_repeated_trigrams,
+    }
+    mine = next((label for label, row in rows.items() if row == profile), None)
+    if mine is None:
+        mine = "this profile's guards"
+        rows[mine] = profile
+    return rows, mine

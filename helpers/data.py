@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import random
 import sys
@@ -259,11 +260,8 @@ def load_dataset(root: str | Path, seed: int = 1234) -> Dataset:
 
 
 def load_profile_dataset(cfg: Config) -> Dataset:
-    """The dataset a profile names: its folder, with the sample generated on first use.
-
-    A profile with `sample_images` > 0 gets the generated sample; any other needs the
-    real data in its folder and never falls back to the sample.
-    """
+    """The dataset a profile names: its folder, with the sample generated on first use
+    (`sample_images` > 0); real data never falls back to the sample."""
     folder = data_dir(cfg)
     if cfg.sample_images > 0:
         return load_dataset(
@@ -271,17 +269,13 @@ def load_profile_dataset(cfg: Config) -> Dataset:
         )
     if not folder.is_dir():
         if hosts.host() == "kaggle":
-            get = "attach the Kaggle dataset Flickr8k by adityajn105 (docs/hosted.md)"
+            get = "attach the Kaggle dataset Flickr8k by adityajn105: docs/hosted.md"
         elif folder.name in download.DATASETS:
-            get = (
-                f"get it with `python -m helpers.data download {folder.name} --to "
-                f"{folder.parent}`"
-            )
+            get = f"`python -m helpers.data download {folder.name} --to {folder.parent}`"
         else:
-            get = "it has no open download: see docs/datasets.md for where to get it"
+            get = "it has no open download: docs/datasets.md says where to get it"
         raise FileNotFoundError(
-            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get} "
-            "(see docs/datasets.md)"
+            f"{folder}: the {cfg.profile!r} profile needs the real dataset there; {get}"
         )
     return load_dataset(folder, seed=cfg.seed)
 
@@ -296,15 +290,12 @@ def seeded_split(
 
 
 def _check_disjoint(splits: dict[str, list[str]], source: str) -> None:
-    names = list(splits)
-    for i, first in enumerate(names):
-        for second in names[i + 1 :]:
-            shared = sorted(set(splits[first]) & set(splits[second]))
-            if shared:
-                raise ValueError(
-                    f"{source}: {len(shared)} image(s) in both {first} and {second}, "
-                    f"e.g. {shared[:3]}"
-                )
+    for first, second in itertools.combinations(splits, 2):
+        if shared := sorted(set(splits[first]) & set(splits[second])):
+            raise ValueError(
+                f"{source}: {len(shared)} image(s) in both {first} and {second}, "
+                f"e.g. {shared[:3]}"
+            )
 
 
 # ---------------------------------------------------------------- command line

@@ -8,7 +8,6 @@ written in the original Flickr8k layout so that the real loader is what runs.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import random
@@ -18,7 +17,6 @@ from PIL import Image, ImageDraw
 
 from helpers.files import read_json, staged
 from helpers.formats import SPLIT_FILES, split_in_order
-from helpers.metrics import SPATIAL_PHRASES, with_spatial_relations
 
 COLOURS = {
     "red": (210, 40, 40),
@@ -292,63 +290,6 @@ def relation_is_wrong(caption: str, truth: dict) -> bool | None:
     if relation == "side by side":
         return actual not in SIDE_BY_SIDE
     return relation != actual
-
-
-@dataclasses.dataclass
-class RelationCheck:
-    """What captions say about where things are, ready to show."""
-
-    summary: str  # a Markdown paragraph
-    recap: str  # a clause for the recap
-    shown: list[str]  # the pictures to show
-    beside: dict[str, str]  # a line to show beside each of them
-
-
-def relation_check(
-    captions: dict[str, str],
-    scores: dict[str, float],
-    references: dict[str, list[str]],
-    truth: dict[str, dict] | None = None,
-) -> RelationCheck:
-    """With the sample's truth: how many captions state where one shape is from
-    another, how many get it wrong, and the CIDEr-D of each group (the three
-    best-scored wrong ones shown). On photos (no truth): the captions that state a
-    relation, best-scored first, for the reader to judge."""
-    if truth is None:
-        said = with_spatial_relations({n: [c] for n, c in captions.items()})
-        shown = sorted(said, key=scores.get, reverse=True)[:3]
-        summary = (
-            f"{len(said)} of {len(captions)} captions say where something is "
-            f"({', '.join(SPATIAL_PHRASES[:4])}, ...). Nothing records where things "
-            "are in these photos"
-            + (": judge the best-scored ones below." if said else ".")
-        )
-        beside = {n: f"a reference: {references[n][0]}" for n in shown}
-        recap = "they cannot tell a right spatial relation from a wrong one"
-        return RelationCheck(summary, recap, shown, beside)
-    judged = {n: relation_is_wrong(c, truth[n]) for n, c in captions.items()}
-    right = [n for n, wrong in judged.items() if wrong is False]
-    wrong = [n for n, wrong in judged.items() if wrong]
-    mean = {
-        k: sum(scores[n] for n in v) / max(len(v), 1)
-        for k, v in (("right", right), ("wrong", wrong))
-    }
-    summary = (
-        f"{len(right) + len(wrong)} of {len(captions)} captions say where one shape is "
-        f"from another; **{len(wrong)} get it wrong**. Mean CIDEr-D of the right "
-        f"ones {mean['right']:.2f}, of the wrong ones {mean['wrong']:.2f}."
-    )
-    recap = (
-        f"here the {len(wrong)} captions with the wrong spatial relation averaged "
-        f"CIDEr-D {mean['wrong']:.2f}, the {len(right)} right ones {mean['right']:.2f}"
-    )
-    shown = sorted(wrong, key=scores.get, reverse=True)[:3] or right[:3]
-    beside = {
-        n: f"truth: the {truth[n]['things'][0]['kind']} is {truth[n]['relation']} "
-        f"the {truth[n]['things'][1]['kind']}"
-        for n in shown
-    }
-    return RelationCheck(summary, recap, shown, beside)
 
 
 def main(argv: list[str] | None = None) -> int:

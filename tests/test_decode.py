@@ -240,8 +240,7 @@ def test_beam_trace_shows_each_step_and_ends_where_the_decoder_does():
 
 
 def test_the_guard_table_marks_the_row_the_profile_decodes_with():
-    from helpers.config import get_config
-    from helpers.decode import guard_settings
+    from helpers.config import get_config, guard_settings
 
     rows, mine = guard_settings(get_config("sample"))
     assert mine == "per-word score, no guard" and len(rows) == 4

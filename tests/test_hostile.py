@@ -22,7 +22,7 @@ from PIL import Image
 from test_bundle import edit_json, rezip
 
 from helpers import app as web
-from helpers import bundle, files, formats, images, server
+from helpers import bundle, files, formats, images, keras_files, server
 from helpers.paths import ROOT
 
 SECONDS = 120  # per command: a hang fails the case instead of the whole run
@@ -419,9 +419,9 @@ def test_every_limit_in_the_design_table_names_a_test_that_exists():
         "bytes of a bundle file": f"{bundle.MAX_PART_BYTES // 2**20} MiB",
         "bytes of `bundle.json`": f"{bundle.MAX_MANIFEST_BYTES // 2**20} MiB",
         "line of": f"{formats.MAX_LINE_BYTES:,}",
-        "archive members": f"{len(bundle.KERAS_MEMBERS)}: ",
-        "vocabulary": f"{bundle.DECODER_LIMITS['vocabulary_size'][1]:,}",
-        "layer sizes": f"units {bundle.DECODER_LIMITS['units'][1]:,}",
+        "archive members": f"{len(keras_files.KERAS_MEMBERS)}: ",
+        "vocabulary": f"{keras_files.DECODER_LIMITS['vocabulary_size'][1]:,}",
+        "layer sizes": f"units {keras_files.DECODER_LIMITS['units'][1]:,}",
         "upload size": f"at most {web.MAX_UPLOAD_MB}",
         "header deadline": f"{server.HEADER_SECONDS} s",
         "connections served": str(server.MAX_CONNECTIONS),

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 
 import helpers
-from helpers import devices, metrics, paths, run
+from helpers import devices, metrics, pages, paths, run
 
 SERIES = sorted(paths.NOTEBOOKS.glob("[0-9][0-9]*_*.ipynb"))
 
@@ -199,7 +199,7 @@ def test_a_saved_figure_shows_inline_in_a_real_kernel_and_the_check_sees_one_tha
     assert (tmp_path / "figures" / "line.png").exists()
     assert (tmp_path / "figures" / "hidden.png").exists()
     assert run.cells_missing_figures(notebook) == [1]
-    html = run.export_html(path).read_text()
+    html = pages.export_html(path).read_text()
     png = notebook.cells[0].outputs[0].data["image/png"]
     assert f"data:image/png;base64,{png}" in html.replace("\n", "")
     assert base64.b64decode(png)[:4] == b"\x89PNG"
@@ -269,7 +269,7 @@ def test_index_starts_here_and_shows_the_table_with_people_and_its_caveat(
     for other in ("sample", "flickr8k-cpu"):
         (tmp_path / other).mkdir()
     (tmp_path / "sample" / "index.html").write_text("a run")
-    page = run.write_index(cfg, [executed]).read_text()
+    page = pages.write_index(cfg, [executed]).read_text()
     body = page.split("<body>")[1]
     assert (
         body.index("Start here")
@@ -303,7 +303,7 @@ def test_every_figure_a_notebook_saves_is_named_by_what_it_shows():
     }
     assert {"train_loss", "decode_attention", "evaluate"} <= saved, saved
     saved.discard("evaluate")  # evaluate_{best, worst}
-    assert not [n for n in saved if n not in run.FIGURE_TITLES], saved
+    assert not [n for n in saved if n not in pages.FIGURE_TITLES], saved
 
 
 ATTENTION = r"""**Soft attention.** A score for every cell:
@@ -336,7 +336,7 @@ def test_html_copies_fetch_nothing_and_keep_no_stale_progress_bar(tmp_path):
     )
     path = tmp_path / "n.ipynb"
     nbformat.write(notebook, path)
-    page = run.export_html(path).read_text()
+    page = pages.export_html(path).read_text()
     assert page.count("<math") == 3 and page.count('display="block"') == 1
     assert not re.search(r"<script[^>]+src=", page), "no script is fetched"
     assert "mathjax" not in page.lower() and "0%|" not in page
@@ -353,7 +353,7 @@ def test_a_browser_draws_the_equations_of_an_html_copy_and_shows_no_latex(
         nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(ATTENTION)]), path
     )
     page = browser.new_page()
-    page.goto(run.export_html(path).as_uri())
+    page.goto(pages.export_html(path).as_uri())
     equations = page.eval_on_selector_all(
         "math",
         """all => all.map(m => ({
@@ -393,7 +393,7 @@ def test_every_recap_shows_its_bullets_without_its_code(path):
     ]
     code = cells[recap + 1]
     assert code.cell_type == "code" and "Markdown(" in code.source, path.name
-    assert run.HIDE_INPUT in code.metadata.get("tags", []), path.name
+    assert pages.HIDE_INPUT in code.metadata.get("tags", []), path.name
 
 
 def test_a_cell_tagged_hide_input_shows_its_output_and_not_its_code(tmp_path):
@@ -408,10 +408,10 @@ def test_a_cell_tagged_hide_input_shows_its_output_and_not_its_code(tmp_path):
         )
         for text in ("- the hidden cell's bullet", "- the shown cell's bullet")
     )
-    hidden.metadata["tags"] = [run.HIDE_INPUT]
+    hidden.metadata["tags"] = [pages.HIDE_INPUT]
     path = tmp_path / "n.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[hidden, shown]), path)
-    page = run.export_html(path).read_text()
+    page = pages.export_html(path).read_text()
     assert "<li>the hidden cell's bullet</li>" in page
     assert "the hidden cell" not in page.split("<li>")[0]  # its code is gone
     assert page.count("display</span>") == 1  # the other cell's code stays
@@ -426,7 +426,7 @@ def test_every_equation_of_the_series_converts_to_mathml(path):
     for index, cell in enumerate(read(path).cells):
         if cell.cell_type != "markdown":
             continue
-        soup = BeautifulSoup(run.markdown_to_html(cell.source), "html.parser")
+        soup = BeautifulSoup(pages.markdown_to_html(cell.source), "html.parser")
         for math in soup.find_all("math"):
             text = math.get_text()
             assert not LATEX_COMMAND.search(text), f"{path.name} cell {index}: {text}"

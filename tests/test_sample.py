@@ -88,28 +88,3 @@ def test_a_stated_relation_is_read_from_either_side():
     assert not sample.relation_is_wrong("a triangle beside a star", truth)
     assert sample.relation_is_wrong("a star with a triangle below it", truth)
     assert sample.relation_is_wrong("two shapes: a triangle and a star", truth) is None
-
-
-def test_the_relation_check_counts_wrong_relations_or_lists_them_for_the_reader():
-    truth = {
-        n: {"things": [{"kind": "triangle"}, {"kind": "star"}], "relation": "right of"}
-        for n in "abc"
-    }
-    captions = {
-        "a": "a triangle to the left of a star",  # wrong
-        "b": "a star to the left of a triangle",  # right
-        "c": "a triangle and a star",  # no relation
-    }
-    scores = {"a": 0.9, "b": 0.5, "c": 0.1}
-    references = {n: [f"reference of {n}"] for n in "abc"}
-    check = sample.relation_check(captions, scores, references, truth)
-    assert "2 of 3 captions" in check.summary and "**1 get it wrong**" in check.summary
-    assert "of the wrong ones 0.90" in check.summary and "right ones 0.50" in check.recap
-    assert check.shown == ["a"]
-    assert check.beside == {"a": "truth: the triangle is right of the star"}
-    photos = sample.relation_check(captions, scores, references)
-    assert photos.summary.startswith("2 of 3 captions say where something is")
-    assert (
-        photos.shown == ["a", "b"] and photos.beside["b"] == "a reference: reference of b"
-    )
-    assert "cannot tell" in photos.recap
