@@ -142,7 +142,7 @@ def test_a_config_with_an_unknown_field_gets_one_clear_message(tiny_bundle, tmp_
     assert caption.main([str(picture), "--model", str(folder)]) == 2
 
 
-def refused(folder, capsys, picture) -> str:
+def refused(folder, capsys, picture, *options) -> str:
     """Run the caption command on a bundle that must be refused within 10 s, in one
     line (no traceback) with exit 2; return that line."""
     from helpers import caption
@@ -150,7 +150,7 @@ def refused(folder, capsys, picture) -> str:
     result = {}
     worker = threading.Thread(
         target=lambda: result.update(
-            code=caption.main([str(picture), "--model", str(folder)])
+            code=caption.main([str(picture), "--model", str(folder), *options])
         ),
         daemon=True,
     )
@@ -270,6 +270,7 @@ CASES = {
     "a Transformer asking for 1,000 blocks": (
         lambda f: rezip(f, "transformer.keras", sized(blocks=1000)),
         r"transformer.keras: blocks = 1000 is outside 1..12",
+        "transformer",  # the decoder to caption with (default: attention)
     ),
     "a decoder asking for 100,000 units": (
         lambda f: rezip(f, "attention.keras", sized(units=100_000)),
@@ -310,10 +311,10 @@ def test_a_bundle_whose_parts_do_not_fit_is_refused_in_one_line(
     case, tiny_bundle, tmp_path, capsys
 ):
     folder = copy(tiny_bundle[0], tmp_path)
-    damage, message = CASES[case]
+    damage, message, *kind = CASES[case]
     damage(folder)
     picture = next(iter(tiny_bundle[1].image_paths.values()))
-    line = refused(folder, capsys, picture)
+    line = refused(folder, capsys, picture, *(["--kind", *kind] if kind else []))
     assert line.startswith("error: ") and re.search(message, line), line
 
 

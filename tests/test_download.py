@@ -323,7 +323,7 @@ def test_real_profiles_name_where_their_data_comes_from(tmp_path):
     for profile, hint in [
         ("coco", "python -m helpers.data download coco --to"),
         ("flickr8k", "python -m helpers.data download flickr8k --to"),
-        ("flickr30k", "it has no open download: see docs/datasets.md"),
+        ("flickr30k", "it has no open download: docs/datasets.md says where"),
     ]:
         cfg = get_config(profile, data_dir=str(tmp_path / profile))
         with pytest.raises(FileNotFoundError, match=hint):
