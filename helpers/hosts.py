@@ -103,16 +103,19 @@ def write_setup_cells(notebooks: Path = NOTEBOOKS) -> list[Path]:
     import nbformat
 
     text = (notebooks / SETUP_CELL).read_text().strip()
+    # Folded in Jupyter and Colab (its `@title` line), its code left out of the HTML
+    # copies: a reader meets the title, then the notebook's own first cell.
+    metadata = {"tags": [SETUP_TAG, "hide-input"], "jupyter": {"source_hidden": True}}
     changed = []
     for path in sorted(notebooks.glob("[0-9][0-9]*_*.ipynb")):
         notebook = nbformat.read(path, as_version=4)
         cells = [c for c in notebook.cells if SETUP_TAG in c.metadata.get("tags", [])]
-        if cells and cells[0].source == text:
+        if cells and cells[0].source == text and cells[0].metadata == metadata:
             continue
         if cells:
-            cells[0].source = text
+            cells[0].source, cells[0].metadata = text, nbformat.from_dict(metadata)
         else:  # the first code cell, after the title
-            cell = nbformat.v4.new_code_cell(text, metadata={"tags": [SETUP_TAG]})
+            cell = nbformat.v4.new_code_cell(text, metadata=metadata)
             if notebook.nbformat_minor < 5:  # cell ids came with nbformat 4.5
                 del cell["id"]
             first = next(i for i, c in enumerate(notebook.cells) if c.cell_type == "code")

@@ -1,3 +1,4 @@
+# @title Setup on Colab or Kaggle (elsewhere it does nothing) { display-mode: "form" }
 # On Colab or Kaggle (docs/hosted.md) this cell installs the series' `helpers` package
 # from the repository, keeping the host's own TensorFlow, Keras and Jupyter; anywhere
 # else it does nothing. Every notebook starts with this text: edit notebooks/setup_cell.py

@@ -194,7 +194,8 @@ def test_every_notebook_starts_with_the_one_setup_cell_before_its_parameters():
         title, *_ = notebook.cells
         assert title.cell_type == "markdown" and "docs/hosted.md" in title.source
         setup, parameters = [c for c in notebook.cells if c.cell_type == "code"][:2]
-        assert setup.metadata.get("tags") == [hosts.SETUP_TAG], path.name
+        assert setup.metadata.get("tags") == [hosts.SETUP_TAG, "hide-input"], path.name
+        assert setup.metadata["jupyter"]["source_hidden"], path.name  # folded
         assert setup.source == text, f"{path.name}: run `python -m helpers.hosts`"
         assert parameters.metadata.get("tags") == ["parameters"], path.name
 
