@@ -84,6 +84,7 @@ def open_picture(
 # A notebook column shows about 9 inches of a figure at 100 dpi: wider figures shrink,
 # and their text with them. Text is set at 10 points or more at that width.
 COLUMN_INCHES = 9.0
+PICTURE_INCHES = 5.0  # the height of a picture shown on its own
 # Thin figure margins and gaps between panels (fractions of the figure and the panels)
 MARGINS = dict(left=0.01, right=0.99, bottom=0.01, top=0.99, hspace=0.05, wspace=0.05)
 
@@ -98,10 +99,10 @@ def caption_grid(
         axis.axis("off")
         axis.text(0, 0.5, "(no pictures to show)", fontsize=10)
         return figure
+    side = COLUMN_INCHES / columns  # a panel's width, however many pictures
+    wrap = round(width * 3 / columns)  # characters of 10-point text across a panel
     columns = max(1, min(columns, len(images)))  # no blank column
     rows = -(-len(images) // columns)
-    side = COLUMN_INCHES / columns
-    wrap = round(width * 3 / columns)  # characters of 10-point text across a panel
     texts = ["\n".join(textwrap.fill(line, wrap) for line in lines) for lines in captions]
     lines = max(t.count("\n") + 1 for t in texts)
     # A band of text above a band of picture per row, each of a fixed height: a tall
@@ -110,7 +111,7 @@ def caption_grid(
     figure, axes = subplots(
         2 * rows,
         columns,
-        figsize=(COLUMN_INCHES, rows * (text_inches + picture_inches)),
+        figsize=(side * columns, rows * (text_inches + picture_inches)),
         height_ratios=[text_inches, picture_inches] * rows,
         gridspec_kw=MARGINS,
         squeeze=False,
@@ -233,16 +234,19 @@ def beam_figure(picture, steps: list[list[dict]], length_penalty: float = 1.0) -
             f"  {beam['score']:6.2f} / {len(beam['words']):2d} ** {length_penalty:g}"
             f" = {score:6.3f}  {' '.join(beam['words'])}{mark}"
         )
-    figure, (left, right) = subplots(
-        1,
+    # The picture above the text, as wide as the text is tall allows: big enough to
+    # see what the beams are talking about.
+    text_inches = 0.19 * len(lines) + 0.3
+    figure, (top, bottom) = subplots(
         2,
-        figsize=(COLUMN_INCHES, max(3.0, 0.19 * len(lines) + 0.4)),
-        gridspec_kw={"width_ratios": [1, 2.6]},
+        1,
+        figsize=(COLUMN_INCHES, PICTURE_INCHES + text_inches),
+        gridspec_kw={"height_ratios": [PICTURE_INCHES, text_inches]},
     )
-    left.imshow(image)
-    left.axis("off")
-    right.axis("off")
-    right.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=10)
+    top.imshow(image)
+    top.axis("off")
+    bottom.axis("off")
+    bottom.text(0, 1, "\n".join(lines), va="top", family="monospace", fontsize=10)
     figure.tight_layout()
     return figure
 
