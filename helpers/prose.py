@@ -77,18 +77,23 @@ def comparable(cfg: Config, training_pictures: int) -> str:
 
 def end_word(loss_without: float, loss_with: float) -> str:
     """What notebook 08's demonstration showed: how much CIDEr-D a caption cut short
-    loses without `<end>` in the reward and with it."""
+    loses without `<end>` in the reward and with it (negative: the fragment gains)."""
     said = (
-        f"Here the fragment loses {loss_with:.2f} with `<end>` and {loss_without:.2f} "
-        "without it"
+        f"Cut by two words, the caption's CIDEr-D moves by {-loss_with:+.2f} with "
+        f"`<end>` in the reward and by {-loss_without:+.2f} without it"
     )
-    if loss_with > loss_without:
+    draw = (
+        "One picture is one draw: the share of captions that end on a fragment, "
+        "counted below over the test split, is the measure."
+    )
+    if loss_with > max(loss_without, 0):
         return f"{said}: with `<end>`, stopping in the middle of a phrase costs more."
-    return (
-        f"{said}: on this picture `<end>` does not make the fragment cost more. One "
-        "picture is one draw: the share of captions that end on a fragment, counted "
-        "below over the test split, is the measure."
-    )
+    if loss_with <= 0:
+        return (
+            f"{said}: here the fragment scores higher even with `<end>`, because the "
+            f"whole caption is itself flawed (look at its last words). {draw}"
+        )
+    return f"{said}: on this picture `<end>` does not make the fragment cost more. {draw}"
 
 
 def failures(model: dict, people: dict, guards: str) -> str:

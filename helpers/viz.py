@@ -107,7 +107,8 @@ def caption_grid(
     lines = max(t.count("\n") + 1 for t in texts)
     # A band of text above a band of picture per row, each of a fixed height: a tall
     # photo shrinks into its band instead of reaching the captions below it.
-    text_inches, picture_inches = 0.1 + lines * 10 * 1.25 / 72, side * 0.8
+    text_inches = 0.1 + lines * 10 * 1.25 / 72
+    picture_inches = min(side * 0.8, PICTURE_INCHES)
     figure, axes = subplots(
         2 * rows,
         columns,

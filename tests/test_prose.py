@@ -43,10 +43,16 @@ def test_published_rows_are_called_comparable_only_for_flickr8k_sized_training()
 
 def test_the_end_word_demonstration_says_what_it_showed():
     shown = prose.end_word(0.10, 0.35)
-    assert "loses 0.35 with `<end>` and 0.10 without" in shown and "costs more" in shown
+    assert "moves by -0.35 with `<end>` in the reward and by -0.10 without" in shown
+    assert "costs more." in shown
     not_shown = prose.end_word(0.30, 0.20)
     assert "does not make the fragment cost more" in not_shown
     assert "costs more." not in not_shown
+    # a real photo's: the whole caption loops, and its fragment scores higher both ways
+    flawed = prose.end_word(-0.28, -0.17)
+    assert "moves by +0.17 with `<end>`" in flawed and "by +0.28 without" in flawed
+    assert "the fragment scores higher even with `<end>`" in flawed
+    assert "costs more." not in flawed
 
 
 def test_the_failures_named_are_the_ones_the_captions_show_beyond_peoples():
