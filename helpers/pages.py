@@ -138,6 +138,8 @@ FIGURE_TITLES = {
     "train_loss": "Training and validation loss",
     "transformer_causal_mask": "The causal mask: the words each position may read",
     "transformer_loss": "The Transformer's training and validation loss",
+    "transformer_attention_attention": "Where the LSTM looked, beside the Transformer",
+    "transformer_attention_transformer": "Where the Transformer looked, word by word",
     "decode_beam_trace": "Beam search on one picture, step by step",
     "decode_greedy_vs_beam": "Greedy and beam-3 captions beside the references",
     "decode_attention": "Where the model looked, word by word",
