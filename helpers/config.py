@@ -90,6 +90,7 @@ class Config:
     beam_width: int = 3  # default beam width (caption command, web page, notebook 06)
     length_penalty: float = 1.0  # beam pick: log-probability / length ** this (0: sum)
     block_repeated_trigrams: bool = False  # no word trigram twice in one caption
+    block_repeated_pairs: bool = False  # no word pair twice (nor, so, any trigram)
 
     def __post_init__(self):
         for name, (low, high) in LIMITS.items():
