@@ -134,13 +134,27 @@ def test_repeated_trigrams_are_blocked_only_when_asked():
     assert Decoder(LOOP, VOCABULARY, max_length=8)(FEATURES, 2)[0]["text"] == (
         "a b a b a b a b"
     )
-    cfg = types.SimpleNamespace(length_penalty=1.0, block_repeated_trigrams=True)
+    cfg = types.SimpleNamespace(
+        length_penalty=1.0, block_repeated_trigrams=True, block_repeated_pairs=False
+    )
     blocked = Decoder.from_config(LOOP, VOCABULARY, cfg)
     for width in (1, 2, 3):
         # "a b a b" + "a" would repeat "a b a": <end> is the best word left.
         assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a b"] * 2
         trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, True)
         assert best_beam(trace[-1])["words"] == ["a", "b", "a", "b", "<end>"]
+
+
+def test_repeated_pairs_are_blocked_only_when_asked():
+    cfg = types.SimpleNamespace(
+        length_penalty=1.0, block_repeated_trigrams=False, block_repeated_pairs=True
+    )
+    blocked = Decoder.from_config(LOOP, VOCABULARY, cfg)
+    for width in (1, 2, 3):
+        # "a b a" + "b" would repeat the pair "a b"; "b a" once is allowed.
+        assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a"] * 2
+        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, False, True)
+        assert best_beam(trace[-1])["words"] == ["a", "b", "a", "<end>"]
 
 
 def test_length_penalty_chooses_between_a_short_and_a_long_caption():
