@@ -97,18 +97,13 @@ def _repeated_ngrams(tokens, t, vocabulary_size, n: int = 3):
     match = tf.range(n - 1, max_length) < t  # the whole earlier n-gram lies before t
     for i in range(n - 1):  # (batch, k, max_length - n + 1)
         match &= tf.equal(tokens[..., i : max_length - n + 1 + i], last[..., i : i + 1])
-    b, beam = tf.meshgrid(tf.range(batch), tf.range(k), indexing="ij")  # (batch, k)
-    positions = tf.shape(match)[2]
-    index = tf.stack(
-        [
-            tf.tile(b[..., None], [1, 1, positions]),
-            tf.tile(beam[..., None], [1, 1, positions]),
-            tokens[..., n - 1 :],  # the word that followed
-        ],
-        axis=-1,
-    )  # (batch, k, max_length - n + 1, 3)
-    counts = tf.scatter_nd(index, tf.cast(match, tf.float32), [batch, k, vocabulary_size])
-    return tf.minimum(counts, 1.0)  # (batch, k, V)
+    followed = tf.reshape(tokens[..., n - 1 :], (batch * k, -1))  # the next words
+    rows = tf.broadcast_to(tf.range(batch * k)[:, None], tf.shape(followed))
+    found = tf.reshape(tf.cast(match, tf.float32), tf.shape(followed))
+    counts = tf.scatter_nd(
+        tf.stack([rows, followed], axis=-1), found, [batch * k, vocabulary_size]
+    )  # (batch * k, V)
+    return tf.reshape(tf.minimum(counts, 1.0), (batch, k, vocabulary_size))
 
 
 def beam_search(
@@ -127,9 +122,8 @@ def beam_search(
     Returns tokens (batch, max_length), the chosen beam's score (sum of log
     probabilities divided by length ** length_penalty: 1 is the score per word, 0 the
     plain sum, which favours short captions), its length (words including <end>) and
-    attention weights (batch, max_length, grid). Padding follows <end>. With
-    `block_repeated_trigrams` no beam repeats a word trigram, with
-    `block_repeated_pairs` no word pair (which also rules out repeated trigrams).
+    attention weights (batch, max_length, grid). Padding follows <end>. No beam
+    repeats a word trigram with `block_repeated_trigrams`, a pair with `..._pairs`.
     """
     features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
     batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
