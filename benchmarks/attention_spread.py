@@ -131,6 +131,8 @@ def main() -> int:
                 "val_loss": min(r["val_loss"] for r in log),
                 "examples +pairs": plus["examples"],
             }
+            # Read again before writing: another process may run other variants.
+            results = read_json(results_path) if results_path.exists() else {}
             results[key] = row
             write_json_atomic(results_path, results)
     print_table(results, args.variants, args.seeds)
