@@ -293,6 +293,7 @@ def beam_trace(
     features,
     beam_width: int = 3,
     max_length: int | None = None,
+    *,
     block_repeated_trigrams: bool = False,
     block_repeated_pairs: bool = False,
 ) -> list[list[dict]]:
@@ -308,6 +309,7 @@ def beam_trace(
     max_length = max_length or vocabulary.max_length + 1
     state = model.initial_state(tf.constant(np.asarray(features, np.float32)[None]))
     beams = [([], 0.0, state)]  # (word ids, score, state after the last word)
+    n = 2 if block_repeated_pairs else 3 if block_repeated_trigrams else 0
     steps = []
     for _ in range(max_length):
         candidates = []
@@ -318,11 +320,9 @@ def beam_trace(
             previous = ids[-1] if ids else vocabulary.ids[START]
             logits, _, next_state = model.step(tf.constant([previous]), state)
             log_probs = _log_probs(logits, model.vocabulary_size).numpy()[0]  # (vocab,)
-            if block_repeated_trigrams or block_repeated_pairs:
-                n = 2 if block_repeated_pairs else 3
-                for j in range(len(ids) - n + 1):
-                    if ids[j : j + n - 1] == ids[len(ids) - n + 1 :]:
-                        log_probs[ids[j + n - 1]] = NEG_INF
+            for j in range(len(ids) - n + 1 if n else 0):  # n-grams said before
+                if ids[j : j + n - 1] == ids[len(ids) - n + 1 :]:
+                    log_probs[ids[j + n - 1]] = NEG_INF
             for word in np.argsort(-log_probs)[:beam_width]:
                 candidates.append(
                     (ids + [int(word)], score + float(log_probs[word]), next_state)

@@ -141,7 +141,9 @@ def test_repeated_trigrams_are_blocked_only_when_asked():
     for width in (1, 2, 3):
         # "a b a b" + "a" would repeat "a b a": <end> is the best word left.
         assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a b"] * 2
-        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, True)
+        trace = beam_trace(
+            LOOP, VOCABULARY, FEATURES[0], width, 8, block_repeated_trigrams=True
+        )
         assert best_beam(trace[-1])["words"] == ["a", "b", "a", "b", "<end>"]
 
 
@@ -153,7 +155,9 @@ def test_repeated_pairs_are_blocked_only_when_asked():
     for width in (1, 2, 3):
         # "a b a" + "b" would repeat the pair "a b"; "b a" once is allowed.
         assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a"] * 2
-        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, False, True)
+        trace = beam_trace(
+            LOOP, VOCABULARY, FEATURES[0], width, 8, block_repeated_pairs=True
+        )
         assert best_beam(trace[-1])["words"] == ["a", "b", "a", "<end>"]
 
 
@@ -257,9 +261,13 @@ def test_the_guard_table_marks_the_row_the_profile_decodes_with():
     from helpers.config import get_config, guard_settings
 
     rows, mine = guard_settings(get_config("sample"))
-    assert mine == "per-word score, no guard" and len(rows) == 4
-    rows, mine = guard_settings(get_config("flickr8k-cpu"))  # blocks trigrams
-    assert mine == "no repeated trigram" and rows[mine]["block_repeated_trigrams"]
+    assert mine == "per-word score, no guard" and len(rows) == 5
+    rows, mine = guard_settings(get_config("flickr8k-cpu"))  # blocks pairs
+    assert mine == "no repeated pair" and rows[mine]["block_repeated_pairs"]
     rows, mine = guard_settings(get_config("ci", length_penalty=2.0))
-    assert mine == "this profile's guards" and len(rows) == 5
-    assert rows[mine] == {"length_penalty": 2.0, "block_repeated_trigrams": False}
+    assert mine == "this profile's guards" and len(rows) == 6
+    assert rows[mine] == {
+        "length_penalty": 2.0,
+        "block_repeated_trigrams": False,
+        "block_repeated_pairs": False,
+    }
