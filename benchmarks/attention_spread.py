@@ -7,14 +7,15 @@ split files, e.g. `../shared/flickr8k-subset`. Each variant (a few `flickr8k-cpu
 fields changed, VARIANTS below) trains the attention decoder once per seed on the
 official train photos less a tenth held out for early stopping (the split of
 `real_photos.official_splits`, the same for every seed), then captions the official
-dev photos at beam 3 with the profile's guards, and once more also blocking every
-repeated word pair. It prints, per run and as the median over the seeds:
+dev photos at beam 3 with the profile's length penalty and no repeated trigram, and
+once more also blocking every repeated word pair. It prints, per run and as the
+median over the seeds:
 
 - `perplexity`: the median over all dev caption words of the perplexity of a word's
   attention (`maps.perplexity`: L for an even spread over the L cells, 1 for one
   cell), and as a share of L; `peak`: the mean of each word's largest weight;
 - dev CIDEr-D and BLEU-4, and the share of captions repeating a word pair, with the
-  profile's guards and with repeated pairs blocked (`+pairs`).
+  trigram guard and with repeated pairs blocked too (`+pairs`).
 
 Lite0 features are extracted to (or read from) `--features`; runs and `spread.json`
 (every result, reused when a run is finished) go to `--out`. Nothing here is
@@ -36,9 +37,9 @@ from helpers.files import read_json, write_json_atomic
 from helpers.text import Vocabulary
 
 VARIANTS = {
-    "default": {},
-    "penalty 0": {"attention_penalty": 0.0},
+    "penalty 1": {"attention_penalty": 1.0},  # the paper's weight
     "penalty 0.1": {"attention_penalty": 0.1},
+    "penalty 0": {"attention_penalty": 0.0},
 }
 COLUMNS = ["perplexity", "share", "peak", "cider", "bleu4", "pairs"]
 
@@ -116,12 +117,15 @@ def main() -> int:
             )
             out = args.out / "train" / variant.replace(" ", "_") / str(seed)
             model, log = train.train(corpus, cfg, "attention", out)
-            guarded = Decoder.from_config(model, vocabulary, cfg)
-            blocked = Decoder(
-                model,
-                vocabulary,
-                length_penalty=cfg.length_penalty,
-                block_repeated_pairs=True,
+            guarded, blocked = (
+                Decoder(
+                    model,
+                    vocabulary,
+                    length_penalty=cfg.length_penalty,
+                    block_repeated_trigrams=True,
+                    block_repeated_pairs=pairs,
+                )
+                for pairs in (False, True)
             )
             row = score(guarded, array, names, split["dev"], references)
             plus = score(blocked, array, names, split["dev"], references)
