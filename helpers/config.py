@@ -163,7 +163,7 @@ PRESETS: dict[str, Config] = {
         # pairs ends that and raises dev CIDEr-D on the real subset (docs/experiments.md)
         block_repeated_pairs=True,
         # The doubly stochastic penalty spread attention evenly over the 49 cells of
-        # real photos; without it a word looks at a third of them (docs/experiments.md)
+        # real photos; without it a word looks at about 13 of them (docs/experiments.md)
         attention_penalty=0.0,
     ),
 }
