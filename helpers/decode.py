@@ -86,31 +86,24 @@ def _take(values, origin):
     return tf.gather(values, origin, batch_dims=1)
 
 
-def _repeated_trigrams(tokens, t, vocabulary_size):
-    """(batch, k, V) 1.0 where a word would repeat a trigram of its beam, else 0.0.
+def _repeated_ngrams(tokens, t, vocabulary_size, n: int = 3):
+    """(batch, k, V) 1.0 where a word would repeat an n-gram of its beam, else 0.0.
 
     `tokens` (batch, k, max_length) holds each beam's words before step `t`. A word w
-    is banned when (word t-2, word t-1, w) already occurred at some j, j+1, j+2 < t.
+    is banned when (words t-n+1 .. t-1, w) already occurred at some j .. j+n-1 < t.
     """
     batch, k, max_length = tf.unstack(tf.shape(tokens))
-    last_two = tf.gather(tokens, tf.maximum([t - 2, t - 1], 0), axis=2)  # (batch, k, 2)
-    match = (
-        tf.equal(tokens[..., :-2], last_two[..., :1])
-        & tf.equal(tokens[..., 1:-1], last_two[..., 1:])
-        & (tf.range(2, max_length) < t)  # the whole earlier trigram lies before t
-    )  # (batch, k, max_length - 2)
-    b, beam = tf.meshgrid(tf.range(batch), tf.range(k), indexing="ij")  # (batch, k)
-    positions = tf.shape(match)[2]
-    index = tf.stack(
-        [
-            tf.tile(b[..., None], [1, 1, positions]),
-            tf.tile(beam[..., None], [1, 1, positions]),
-            tokens[..., 2:],  # the word that followed
-        ],
-        axis=-1,
-    )  # (batch, k, max_length - 2, 3)
-    counts = tf.scatter_nd(index, tf.cast(match, tf.float32), [batch, k, vocabulary_size])
-    return tf.minimum(counts, 1.0)  # (batch, k, V)
+    last = tf.gather(tokens, tf.maximum(t - n + 1 + tf.range(n - 1), 0), axis=2)
+    match = tf.range(n - 1, max_length) < t  # the whole earlier n-gram lies before t
+    for i in range(n - 1):  # (batch, k, max_length - n + 1)
+        match &= tf.equal(tokens[..., i : max_length - n + 1 + i], last[..., i : i + 1])
+    followed = tf.reshape(tokens[..., n - 1 :], (batch * k, -1))  # the next words
+    rows = tf.broadcast_to(tf.range(batch * k)[:, None], tf.shape(followed))
+    found = tf.reshape(tf.cast(match, tf.float32), tf.shape(followed))
+    counts = tf.scatter_nd(
+        tf.stack([rows, followed], axis=-1), found, [batch * k, vocabulary_size]
+    )  # (batch * k, V)
+    return tf.reshape(tf.minimum(counts, 1.0), (batch, k, vocabulary_size))
 
 
 def beam_search(
@@ -122,14 +115,15 @@ def beam_search(
     end_id: int = END_ID,
     length_penalty: float = 1.0,
     block_repeated_trigrams: bool = False,
+    block_repeated_pairs: bool = False,
 ):
     """Beam search over a batch; beam width 1 is greedy decoding.
 
     Returns tokens (batch, max_length), the chosen beam's score (sum of log
     probabilities divided by length ** length_penalty: 1 is the score per word, 0 the
     plain sum, which favours short captions), its length (words including <end>) and
-    attention weights (batch, max_length, grid). Padding follows <end>. With
-    `block_repeated_trigrams` no beam repeats a word trigram.
+    attention weights (batch, max_length, grid). Padding follows <end>. No beam
+    repeats a word trigram with `block_repeated_trigrams`, a pair with `..._pairs`.
     """
     features = tf.convert_to_tensor(features, tf.float32)  # (batch, grid, dim)
     batch, grid, k = tf.shape(features)[0], features.shape[1], beam_width
@@ -147,8 +141,9 @@ def beam_search(
         # logits (batch * k, vocabulary), alpha (batch * k, grid)
         logits, alpha, state = model.step(words, state)
         log_probs = tf.reshape(_log_probs(logits, vocabulary_size), (batch, k, -1))
-        if block_repeated_trigrams:
-            repeats = _repeated_trigrams(tokens, t, vocabulary_size)  # (batch, k, V)
+        if block_repeated_trigrams or block_repeated_pairs:
+            n = 2 if block_repeated_pairs else 3
+            repeats = _repeated_ngrams(tokens, t, vocabulary_size, n)  # (batch, k, V)
             log_probs += NEG_INF * repeats
         # A finished beam may only continue with <pad>, at no cost.
         pad_only = tf.one_hot(PAD_ID, vocabulary_size, on_value=0.0, off_value=NEG_INF)
@@ -197,6 +192,7 @@ class Decoder:
         batch_size: int = 128,
         length_penalty: float = 1.0,
         block_repeated_trigrams: bool = False,
+        block_repeated_pairs: bool = False,
         jit_compile: bool | None = None,
     ):
         if (
@@ -208,6 +204,7 @@ class Decoder:
         self.guards = {
             "length_penalty": length_penalty,
             "block_repeated_trigrams": block_repeated_trigrams,
+            "block_repeated_pairs": block_repeated_pairs,
         }
         self.max_length = max_length or vocabulary.max_length + 1  # words plus <end>
         if self.max_length > getattr(model, "max_length", self.max_length):
@@ -219,12 +216,13 @@ class Decoder:
 
     @classmethod
     def from_config(cls, model, vocabulary: Vocabulary, cfg: Config) -> Decoder:
-        """A decoder with the configuration's guards (length penalty, trigrams)."""
+        """A decoder with the configuration's guards (length penalty, repeats)."""
         return cls(
             model,
             vocabulary,
             length_penalty=cfg.length_penalty,
             block_repeated_trigrams=cfg.block_repeated_trigrams,
+            block_repeated_pairs=cfg.block_repeated_pairs,
         )
 
     def _function(self, search, **options):
@@ -295,12 +293,14 @@ def beam_trace(
     features,
     beam_width: int = 3,
     max_length: int | None = None,
+    *,
     block_repeated_trigrams: bool = False,
+    block_repeated_pairs: bool = False,
 ) -> list[list[dict]]:
     """Beam search on one image in plain Python, keeping the beams of every step.
 
     For teaching (notebook 05): the rules of `beam_search` (no <pad>, <start> or
-    <unk>, a finished beam is carried unchanged, optionally no repeated trigram), so
+    <unk>, a finished beam is carried unchanged, optionally no repeated n-gram), so
     `best_beam` of the last step is the compiled decoder's caption. Each step lists
     the surviving beams, best first: {"words", "score" (sum of log-probabilities),
     "finished"}.
@@ -309,6 +309,7 @@ def beam_trace(
     max_length = max_length or vocabulary.max_length + 1
     state = model.initial_state(tf.constant(np.asarray(features, np.float32)[None]))
     beams = [([], 0.0, state)]  # (word ids, score, state after the last word)
+    n = 2 if block_repeated_pairs else 3 if block_repeated_trigrams else 0
     steps = []
     for _ in range(max_length):
         candidates = []
@@ -319,10 +320,9 @@ def beam_trace(
             previous = ids[-1] if ids else vocabulary.ids[START]
             logits, _, next_state = model.step(tf.constant([previous]), state)
             log_probs = _log_probs(logits, model.vocabulary_size).numpy()[0]  # (vocab,)
-            if block_repeated_trigrams:
-                for j in range(len(ids) - 2):
-                    if ids[j : j + 2] == ids[-2:]:
-                        log_probs[ids[j + 2]] = NEG_INF
+            for j in range(len(ids) - n + 1 if n else 0):  # n-grams said before
+                if ids[j : j + n - 1] == ids[len(ids) - n + 1 :]:
+                    log_probs[ids[j + n - 1]] = NEG_INF
             for word in np.argsort(-log_probs)[:beam_width]:
                 candidates.append(
                     (ids + [int(word)], score + float(log_probs[word]), next_state)

@@ -117,6 +117,14 @@ def failures(model: dict, people: dict, guards: str) -> str:
         if found
         else "So these captions repeat themselves about as often as people's"
     )
+    pairs = "pair" in guards  # the row "no repeated pair" of config.GUARD_ROWS
+    repeats = (
+        'The pair guard bans a word pair said twice ("and black and black shirt"), '
+        "and so any repeated trigram"
+        if pairs
+        else "The trigram guard bans only a three-word sequence said twice, so a "
+        'repeated pair ("and black and black shirt") passes it'
+    )
     ratio = model["mean_words"] / people["mean_words"]
     if abs(ratio - 1) > 0.2:
         verdict += f", and run {'shorter' if ratio < 1 else 'longer'} by over a fifth"
@@ -124,10 +132,9 @@ def failures(model: dict, people: dict, guards: str) -> str:
         f"With this profile's guards ({guards}), {share('repeated_pairs')} of the "
         f"beam-3 captions repeat a word pair, {share('repeated_colours')} name a colour "
         f"twice, and they run {model['mean_words']:.1f} words against people's "
-        f"{people['mean_words']:.1f}. {verdict}. The trigram guard bans only a "
-        'three-word sequence said twice, so a repeated pair ("and black and black '
-        'shirt") passes it; the length penalty changes which finished caption wins, '
-        "not what a caption says; no guard looks at word pairs or colours."
+        f"{people['mean_words']:.1f}. {verdict}. {repeats}; the length penalty "
+        "changes which finished caption wins, not what a caption says; no guard "
+        f"looks at {'colours' if pairs else 'word pairs or colours'}."
     )
 
 

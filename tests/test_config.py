@@ -58,6 +58,8 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "max_length_percentile",  # flickr8k-cpu: shorter captions, fewer time steps
         "needs_gpu",
         "block_repeated_trigrams",  # on for real captions (docs/experiments.md)
+        "block_repeated_pairs",  # likewise
+        "attention_penalty",  # off for real photos (docs/experiments.md)
         "encoder",  # flickr8k-cpu: EfficientNet-Lite0, the same registry and code path
     }
     base = PRESETS["flickr8k"].__dict__

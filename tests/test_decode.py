@@ -130,17 +130,23 @@ LOOP = Chain(
 )
 
 
-def test_repeated_trigrams_are_blocked_only_when_asked():
+# "a b a b" + "a" would repeat the trigram "a b a"; "a b a" + "b" the pair "a b".
+@pytest.mark.parametrize(
+    "guard, expected",
+    [("block_repeated_trigrams", "a b a b"), ("block_repeated_pairs", "a b a")],
+)
+def test_repeats_are_blocked_only_when_asked(guard, expected):
     assert Decoder(LOOP, VOCABULARY, max_length=8)(FEATURES, 2)[0]["text"] == (
         "a b a b a b a b"
     )
-    cfg = types.SimpleNamespace(length_penalty=1.0, block_repeated_trigrams=True)
+    guards = {"block_repeated_trigrams": False, "block_repeated_pairs": False}
+    cfg = types.SimpleNamespace(length_penalty=1.0, **{**guards, guard: True})
     blocked = Decoder.from_config(LOOP, VOCABULARY, cfg)
     for width in (1, 2, 3):
-        # "a b a b" + "a" would repeat "a b a": <end> is the best word left.
-        assert [r["text"] for r in blocked(FEATURES, width)] == ["a b a b"] * 2
-        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, True)
-        assert best_beam(trace[-1])["words"] == ["a", "b", "a", "b", "<end>"]
+        # Then <end> is the best word left.
+        assert [r["text"] for r in blocked(FEATURES, width)] == [expected] * 2
+        trace = beam_trace(LOOP, VOCABULARY, FEATURES[0], width, 8, **{guard: True})
+        assert best_beam(trace[-1])["words"] == [*expected.split(), "<end>"]
 
 
 def test_length_penalty_chooses_between_a_short_and_a_long_caption():
@@ -243,9 +249,13 @@ def test_the_guard_table_marks_the_row_the_profile_decodes_with():
     from helpers.config import get_config, guard_settings
 
     rows, mine = guard_settings(get_config("sample"))
-    assert mine == "per-word score, no guard" and len(rows) == 4
-    rows, mine = guard_settings(get_config("flickr8k-cpu"))  # blocks trigrams
-    assert mine == "no repeated trigram" and rows[mine]["block_repeated_trigrams"]
+    assert mine == "per-word score, no guard" and len(rows) == 5
+    rows, mine = guard_settings(get_config("flickr8k-cpu"))  # blocks pairs
+    assert mine == "no repeated pair" and rows[mine]["block_repeated_pairs"]
     rows, mine = guard_settings(get_config("ci", length_penalty=2.0))
-    assert mine == "this profile's guards" and len(rows) == 5
-    assert rows[mine] == {"length_penalty": 2.0, "block_repeated_trigrams": False}
+    assert mine == "this profile's guards" and len(rows) == 6
+    assert rows[mine] == {
+        "length_penalty": 2.0,
+        "block_repeated_trigrams": False,
+        "block_repeated_pairs": False,
+    }

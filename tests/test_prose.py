@@ -63,6 +63,12 @@ def test_the_failures_named_are_the_ones_the_captions_show_beyond_peoples():
     assert "8% (people: 1%) name a colour twice" in said
     assert "pairs and colour loops more than twice as often as people's" in said
     assert "and run shorter by over a fifth." in said
+    assert "a repeated pair" in said and "looks at word pairs or colours." in said
+    blocked = prose.failures(
+        {**looping, "repeated_pairs": 0.0}, people, "no repeated pair"
+    )
+    assert "The pair guard bans a word pair said twice" in blocked
+    assert "looks at colours." in blocked and "repeated word pairs" not in blocked
     fine = {"repeated_pairs": 0.06, "repeated_colours": 0.01, "mean_words": 10.0}
     said = prose.failures(fine, people, "per-word score, no guard")
     assert "about as often as people's." in said and "show repeated" not in said
