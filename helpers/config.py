@@ -273,12 +273,17 @@ def sample_model_note(cfg: Config) -> str | None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read a configuration saved by `Config.save`; ValueError naming the file if bad."""
+    """Read a configuration saved by `Config.save`; ValueError naming the file if bad.
+    A field added since it was saved takes its default, which keeps the behaviour of
+    the version that saved it (a new decoding guard is off)."""
     values = read_json(path)
     if not isinstance(values, dict):
         raise ValueError(f"{path}: not a configuration (expected a JSON object)")
     types = typing.get_type_hints(Config)
-    unknown, missing = sorted(set(values) - set(types)), sorted(set(types) - set(values))
+    no_default = dataclasses.MISSING
+    required = {f.name for f in dataclasses.fields(Config) if f.default is no_default}
+    unknown = sorted(set(values) - set(types))
+    missing = sorted(required - set(values))
     wrong = [
         f"{name} = {value!r}"
         for name, value in values.items()

@@ -30,6 +30,17 @@ def test_saved_config_round_trips(tmp_path):
     assert json.loads(path.read_text())["units"] == 7
 
 
+def test_a_config_saved_before_a_field_existed_loads_with_its_default(tmp_path):
+    saved = json.loads(get_config("flickr8k-cpu").to_json())
+    del saved["block_repeated_pairs"]  # added after some bundles were saved
+    (tmp_path / "old.json").write_text(json.dumps(saved))
+    assert load_config(tmp_path / "old.json").block_repeated_pairs is False
+    del saved["profile"]  # no default: still refused, by name
+    (tmp_path / "bad.json").write_text(json.dumps(saved))
+    with pytest.raises(ValueError, match=r"bad.json: .*missing: profile"):
+        load_config(tmp_path / "bad.json")
+
+
 def test_presets_differ_only_in_sizes_data_and_weights():
     allowed = {
         "profile",
