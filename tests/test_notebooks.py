@@ -200,9 +200,7 @@ def test_a_saved_figure_shows_inline_in_a_real_kernel_and_the_check_sees_one_tha
     assert (tmp_path / "figures" / "hidden.png").exists()
     assert run.cells_missing_figures(notebook) == [1]
     html = pages.export_html(path).read_text()
-    png = "".join(
-        notebook.cells[0].outputs[0].data["image/png"].split()
-    )  # IPython 7: "\n"
+    png = notebook.cells[0].outputs[0].data["image/png"].strip()  # IPython 7 ends in \n
     assert f"data:image/png;base64,{png}" in html.replace("\n", "")
     assert base64.b64decode(png)[:4] == b"\x89PNG"
 
@@ -212,7 +210,7 @@ def test_in_a_kernel_tensorflow_starts_without_its_info_lines(kernel):
     """A Jupyter kernel shows TensorFlow's start-up lines under the first cell; a
     script's terminal shows them as TensorFlow prints them."""
 
-    def start(code: str) -> str:
+    def start(code: str) -> list[str]:
         """The lines `code` prints on stderr, its numbers (times, thread ids) as 0."""
         started = subprocess.run(
             [sys.executable, "-c", f"{code}; import tensorflow; print('ready')"],
@@ -461,13 +459,12 @@ def upload(widget, name: str, content: bytes) -> None:
     """A file uploaded into a FileUpload `widget` as its browser side does it: ipywidgets
     8 sets the value; ipywidgets 7 sets `metadata` and `data`, then counts `_counter` up,
     and the widget builds its read-only value from them."""
-    file = uploaded(name, content)
     if widget.has_trait("_counter"):  # ipywidgets 7
         widget.metadata = [{"name": name, "type": "", "size": len(content)}]
         widget.data = [content]
         widget._counter += 1
     else:
-        widget.value = (file,)
+        widget.value = (uploaded(name, content),)
 
 
 def test_an_upload_reads_the_same_from_ipywidgets_7_and_8():
