@@ -167,18 +167,23 @@ def distribution_strategy(devices: list[str] | None = None) -> tf.distribute.Str
 def replicated(model, strategy: tf.distribute.Strategy):
     """`model` as a function of a numpy batch, split across the strategy's replicas.
 
-    Each replica gets a consecutive slice of the batch (the last ones may be smaller
-    or empty) and the outputs come back as one numpy array in the batch's order.
+    Each replica gets a consecutive slice of the batch and the outputs come back as one
+    numpy array in the batch's order. A batch smaller than the replicas is padded with
+    copies of its last item first: Keras 3.13 refuses an empty slice.
     """
     replicas = strategy.num_replicas_in_sync
     run = tf.function(lambda inputs: strategy.run(model, args=(inputs,)))
 
     def forward(batch):
-        parts = np.array_split(np.asarray(batch), replicas)
+        batch = np.asarray(batch)
+        missing = max(replicas - len(batch), 0)
+        parts = np.array_split(
+            np.concatenate([batch, batch[-1:].repeat(missing, 0)]), replicas
+        )
         inputs = strategy.experimental_distribute_values_from_function(
             lambda context: parts[context.replica_id_in_sync_group]
         )
         outputs = strategy.experimental_local_results(run(inputs))
-        return np.concatenate([np.asarray(part) for part in outputs])
+        return np.concatenate([np.asarray(part) for part in outputs])[: len(batch)]
 
     return forward

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 from test_bundle import edit_json, rezip
+from test_caption import without_xla_notice
 
 from helpers import app as web
 from helpers import bundle, files, formats, images, keras_files, server
@@ -45,7 +46,8 @@ def command(*args, env=None) -> subprocess.CompletedProcess:
 def errors(result) -> list[str]:
     """The lines on stderr besides the sample model's note; never a traceback."""
     assert "Traceback" not in result.stderr, result.stderr
-    return [line for line in result.stderr.splitlines() if not line.startswith("note:")]
+    lines = without_xla_notice(result.stderr).splitlines()
+    return [line for line in lines if not line.startswith("note:")]
 
 
 def refused(result, *names) -> str:
