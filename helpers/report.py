@@ -89,6 +89,17 @@ SEED = re.compile(r" \(seed \d+\)")
 MEDIAN = re.compile(r" \(median of (\d+) seeds\)")
 
 
+def seed_medians(table: dict[str, dict], decoding: str = ", beam 3") -> dict:
+    """{run: row} of the median rows (over seeds) of one decoding setting."""
+    return {
+        MEDIAN.sub("", label).removesuffix(decoding): row
+        for label, row in table.items()
+        if MEDIAN.search(label)
+        and MEDIAN.sub("", label).endswith(decoding)
+        and "no repeated trigram" not in label
+    }
+
+
 def real_photos_short(data: dict) -> str:
     """The beam-3 rows (and the human ceiling) with the metrics a reader needs; of a
     run trained with several seeds, only the row of their medians."""
