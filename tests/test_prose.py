@@ -101,7 +101,7 @@ def test_the_real_photos_sentence_says_which_decoder_won_by_the_medians():
         "attention, shuffled features (median of 3 seeds), beam 3": row(0.12),
         "attention (median of 3 seeds), beam 1": row(0.9),
     }
-    data = {"photos": {"train": 678, "dev": 113}, "table": table}
+    data = {"photos": {"train": 678, "dev": 113}, "seeds": [1234, 1, 2], "table": table}
     text = prose.real_photos(data)
     assert "median of 3 seeds" in text and "113 dev photos" in text
     assert (
