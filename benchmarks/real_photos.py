@@ -20,9 +20,12 @@ epochs (`--epochs`, `--scst-epochs`; early stopping ends the runs sooner):
   caption scored against the other four (the human ceiling on these photos); each
   run has a row per seed and a row with the median over the seeds of each number;
 - self-critical training starts from the first seed's attention decoder, by default
-  once (`--scst-seeds 1234`: one seed, to keep the run within the hour on 2 cores;
+  once (`--scst-seeds 1234`: one seed, to keep the run short;
   give more to see its spread), scored the same way, with a few captions before
   and after.
+
+`--runs` trains and scores only some of the decoders (the Transformer and its control
+first when time is short: `--runs transformer "transformer, shuffled features"`).
 
 It prints a table and writes `real_photos.json` (and every run, reused when finished)
 under `--out`. Nothing here is committed: the photos stay where they are.
@@ -81,6 +84,13 @@ def main() -> int:
     parser.add_argument("--layer", help="another Lite0 layer as the grid (block5c_add)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234, 1, 2])
     parser.add_argument("--epochs", type=int, default=30, help="cross-entropy, at most")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=[run for run, _, _ in RUNS],
+        default=[run for run, _, _ in RUNS],
+        help="which decoders to train and score (default: all)",
+    )
     parser.add_argument("--scst-seeds", type=int, nargs="*", default=[1234])
     parser.add_argument("--scst-epochs", type=int, default=10, help="self-critical")
     args = parser.parse_args()
@@ -136,7 +146,7 @@ def main() -> int:
             captions[f"{run} (seed {seed}){ending}, beam {k}"] = hypotheses
 
     models = {}
-    for run, kind, shuffled in RUNS:
+    for run, kind, shuffled in (r for r in RUNS if r[0] in args.runs):
         for seed in args.seeds:
             folder = out / "train" / run.replace(", ", "-").replace(" ", "-") / str(seed)
             model, log = train.train(
@@ -154,7 +164,8 @@ def main() -> int:
                 score(run, seed, model, (3,), block_repeated_trigrams=True)
     first = args.seeds[0]
     scst_run = "attention + SCST"  # from the first seed's attention decoder
-    for seed in args.scst_seeds:
+    scst_seeds = args.scst_seeds if "attention" in args.runs else []
+    for seed in scst_seeds:
         model, log = scst.train_scst(
             models["attention", first],
             corpus,
@@ -191,6 +202,8 @@ def main() -> int:
         cells += [f"{row['distinct']:g}"] + [f"{row[c]:.0%}" for c in QUALITY[1:]]
         print(f"| {run} | " + " | ".join(cells) + " |")
     for run in ("attention", "transformer"):
+        if not {run, f"{run}, shuffled features"} <= set(args.runs):
+            continue
         ratios = [
             scores[run, ", beam 3"][s]["cider"]
             / max(scores[f"{run}, shuffled features", ", beam 3"][s]["cider"], 1e-9)
@@ -203,11 +216,12 @@ def main() -> int:
         )
     examples = split["dev"][:: max(1, len(split["dev"]) // 6)][:6]
     shown = {
-        "attention": f"attention (seed {first}), beam 3",
-        "transformer": f"transformer (seed {first}), beam 3",
+        run: f"{run} (seed {first}), beam 3"
+        for run in ("attention", "transformer")
+        if run in args.runs
     }
-    if args.scst_seeds:
-        shown["self-critical"] = f"{scst_run} (seed {args.scst_seeds[0]}), beam 3"
+    if scst_seeds:
+        shown["self-critical"] = f"{scst_run} (seed {scst_seeds[0]}), beam 3"
     for n in examples:
         print(f"\n{n}")
         for name, label in shown.items():
