@@ -20,9 +20,8 @@ epochs (`--epochs`, `--scst-epochs`; early stopping ends the runs sooner):
   caption scored against the other four (the human ceiling on these photos); each
   run has a row per seed and a row with the median over the seeds of each number;
 - self-critical training starts from the first seed's attention decoder, by default
-  once (`--scst-seeds 1234`: one seed, to keep the run short;
-  give more to see its spread), scored the same way, with a few captions before
-  and after.
+  once (`--scst-seeds 1234`: one seed, to keep the run short; give more to see its
+  spread), scored the same way, with a few captions before and after.
 
 `--runs` trains and scores only some of the decoders (the Transformer and its control
 first when time is short: `--runs transformer "transformer, shuffled features"`).
