@@ -41,7 +41,7 @@ from helpers import cache, data, encoders, features, metrics, paths, scst, train
 from helpers.config import get_config
 from helpers.corpus import Corpus
 from helpers.decode import Decoder
-from helpers.files import write_json_atomic
+from helpers.files import read_json, write_json_atomic
 from helpers.formats import read_split_file
 from helpers.text import Vocabulary
 
@@ -133,16 +133,58 @@ def main() -> int:
     references = {n: dataset.captions[n] for n in split["dev"]}
     scores, captions = {}, {}  # {(run, decoding): {seed: row}}, {label: captions}
 
-    def score(run, seed, decoder_model, widths=(1, 3), **guards):
-        decoder = Decoder(decoder_model, vocabulary, **guards)
+    def score(run, seed, decoder_model, folder, widths=(1, 3), **guards):
+        """Score on the dev photos, or read back the scores of an earlier process
+        (`dev_scores.json` in the run's folder, which goes when the run is retrained)."""
         ending = ", no repeated trigram" if guards else ""
+        saved = folder / "dev_scores.json"
+        done = read_json(saved) if saved.exists() else {}
         for k in widths:
-            texts = decoder.caption(array, names, split["dev"], k)
-            hypotheses = {n: r["text"] for n, r in texts.items()}
-            row = metrics.evaluate(references, hypotheses, meteor=False)
-            row |= metrics.caption_quality(list(hypotheses.values()))
-            scores.setdefault((run, f"{ending}, beam {k}"), {})[seed] = row
-            captions[f"{run} (seed {seed}){ending}, beam {k}"] = hypotheses
+            decoding = f"{ending}, beam {k}"
+            if decoding not in done:
+                decoder = Decoder(decoder_model, vocabulary, **guards)
+                texts = decoder.caption(array, names, split["dev"], k)
+                hypotheses = {n: r["text"] for n, r in texts.items()}
+                row = metrics.evaluate(references, hypotheses, meteor=False)
+                row |= metrics.caption_quality(list(hypotheses.values()))
+                done[decoding] = {"row": row, "captions": hypotheses}
+                write_json_atomic(saved, done)
+            scores.setdefault((run, decoding), {})[seed] = done[decoding]["row"]
+            captions[f"{run} (seed {seed}){decoding}"] = done[decoding]["captions"]
+
+    human = metrics.human_agreement(references) | metrics.caption_quality(
+        [refs[0] for refs in references.values()]
+    )
+    examples = split["dev"][:: max(1, len(split["dev"]) // 6)][:6]
+
+    def save() -> dict:
+        """The table so far, a row per seed and their medians, written to the JSON
+        (after every run, so that a stopped benchmark leaves what it measured)."""
+        table = {}
+        for (run, decoding), by_seed in scores.items():
+            for seed, row in by_seed.items():
+                table[f"{run} (seed {seed}){decoding}"] = row
+            if len(by_seed) > 1:
+                table[f"{run} (median of {len(by_seed)} seeds){decoding}"] = {
+                    metric: statistics.median(r[metric] for r in by_seed.values())
+                    for metric in next(iter(by_seed.values()))
+                }
+        table["human (one caption vs the other four)"] = human
+        write_json_atomic(
+            out / "real_photos.json",
+            {
+                "data": str(args.data_dir),
+                "photos": {k: len(v) for k, v in split.items()},
+                "layer": layer,
+                "vocabulary": len(vocabulary),
+                "seeds": args.seeds,
+                "summary": "median over the seeds",
+                "table": table,
+                "examples": {n: {k: captions[k][n] for k in captions} for n in examples},
+                "seconds": round(time.perf_counter() - began),
+            },
+        )
+        return table
 
     models = {}
     for run, kind, shuffled in (r for r in RUNS if r[0] in args.runs):
@@ -158,9 +200,10 @@ def main() -> int:
             models[run, seed] = model
             best = min(r["val_loss"] for r in log)
             print(f"{run}, seed {seed}: {len(log)} epochs, best val loss {best:.3f}")
-            score(run, seed, model)
+            score(run, seed, model, folder)
             if run == "attention":
-                score(run, seed, model, (3,), block_repeated_trigrams=True)
+                score(run, seed, model, folder, (3,), block_repeated_trigrams=True)
+            save()
     first = args.seeds[0]
     scst_run = "attention + SCST"  # from the first seed's attention decoder
     scst_seeds = args.scst_seeds if "attention" in args.runs else []
@@ -172,22 +215,16 @@ def main() -> int:
             out / "scst" / str(seed),
         )
         print(f"SCST seed {seed}: {len(log)} epochs")
-        score(scst_run, seed, model.decoder)
-        score(scst_run, seed, model.decoder, (3,), block_repeated_trigrams=True)
-
-    table = {}
-    for (run, decoding), by_seed in scores.items():
-        for seed, row in by_seed.items():
-            table[f"{run} (seed {seed}){decoding}"] = row
-        if len(by_seed) > 1:
-            table[f"{run} (median of {len(by_seed)} seeds){decoding}"] = {
-                metric: statistics.median(r[metric] for r in by_seed.values())
-                for metric in next(iter(by_seed.values()))
-            }
-    human = metrics.human_agreement(references)
-    table["human (one caption vs the other four)"] = human | metrics.caption_quality(
-        [refs[0] for refs in references.values()]
-    )
+        score(scst_run, seed, model.decoder, out / "scst" / str(seed))
+        score(
+            scst_run,
+            seed,
+            model.decoder,
+            out / "scst" / str(seed),
+            (3,),
+            block_repeated_trigrams=True,
+        )
+    table = save()
 
     print(
         f"\nOfficial dev photos of {args.data_dir} ({len(split['dev'])} photos, "
@@ -213,7 +250,6 @@ def main() -> int:
             + ", ".join(f"{r:.1f}x" for r in ratios)
             + f" (seeds {args.seeds})"
         )
-    examples = split["dev"][:: max(1, len(split["dev"]) // 6)][:6]
     shown = {
         run: f"{run} (seed {first}), beam 3"
         for run in ("attention", "transformer")
@@ -226,20 +262,6 @@ def main() -> int:
         for name, label in shown.items():
             print(f"  {name + ':':15}{captions[label][n]}")
         print(f"  {'human:':15}{references[n][0]}")
-    write_json_atomic(
-        out / "real_photos.json",
-        {
-            "data": str(args.data_dir),
-            "photos": {k: len(v) for k, v in split.items()},
-            "layer": layer,
-            "vocabulary": len(vocabulary),
-            "seeds": args.seeds,
-            "summary": "median over the seeds",
-            "table": table,
-            "examples": {n: {k: captions[k][n] for k in captions} for n in examples},
-            "seconds": round(time.perf_counter() - began),
-        },
-    )
     print(f"\n{out / 'real_photos.json'}, {time.perf_counter() - began:.0f} s")
     return 0
 
