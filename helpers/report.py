@@ -208,6 +208,18 @@ def rewrite(path: Path, results: Path = RESULTS) -> bool:
     return new != text
 
 
+def collect_real_photos(results: Path = RESULTS) -> list[Path]:
+    """Copy the numbers of benchmarks/real_photos.py (its default grid, the flickr8k-cpu
+    encoder's), if it has run, without the captions of the photos."""
+    real = ARTIFACTS / "real-photos" / ENCODERS["efficientnet_lite0"].layer
+    if not (real / "real_photos.json").exists():
+        return []
+    data = read_json(real / "real_photos.json")
+    data.pop("examples", None)  # captions of the photos stay out of the repository
+    data["data"] = Path(data["data"]).name  # not the path on the machine that ran it
+    return [write_json_atomic(results / "real_photos.json", data)]
+
+
 def collect(results: Path = RESULTS) -> list[Path]:
     """Copy the numbers of the latest runs (what exists of them) into `results`."""
     written = []
@@ -218,13 +230,7 @@ def collect(results: Path = RESULTS) -> list[Path]:
             if (folder / "run.json").exists():
                 data["run"] = read_json(folder / "run.json")
             written.append(write_json_atomic(results / name, data))
-    # benchmarks/real_photos.py with its default grid, the flickr8k-cpu encoder's
-    real = ARTIFACTS / "real-photos" / ENCODERS["efficientnet_lite0"].layer
-    if (real / "real_photos.json").exists():
-        data = read_json(real / "real_photos.json")
-        data.pop("examples", None)  # captions of the photos stay out of the repository
-        data["data"] = Path(data["data"]).name  # not the path on the machine that ran it
-        written.append(write_json_atomic(results / "real_photos.json", data))
+    written += collect_real_photos(results)
     figure = sample / "figures" / "decode_attention_0.png"  # the README's figure
     if figure.exists():
         with Image.open(figure) as picture:
