@@ -73,3 +73,16 @@ def test_real_photos_short_shows_the_median_of_the_seeds_of_a_run():
         "attention + SCST (seed 1234)": "0.400",
     }
     assert "median of 3 seeds" in rows(text)[0][0]
+
+
+def test_the_real_photos_numbers_are_copied_without_captions_or_paths(
+    tmp_path, monkeypatch
+):
+    monkeypatch.setattr(report, "ARTIFACTS", tmp_path / "artifacts")
+    assert report.collect_real_photos(tmp_path / "results") == []
+    run = tmp_path / "artifacts" / "real-photos" / "top_activation"
+    run.mkdir(parents=True)
+    data = {"data": "/home/me/flickr8k-subset", "table": {}, "examples": {"a.jpg": {}}}
+    (run / "real_photos.json").write_text(json.dumps(data))
+    [copied] = report.collect_real_photos(tmp_path / "results")
+    assert json.loads(copied.read_text()) == {"data": "flickr8k-subset", "table": {}}
