@@ -9,15 +9,22 @@ pip wheel (the `flickr8k-cpu` profile's encoder), then, with the profile's decod
 sizes and, since a few hundred photos need more passes than Flickr8k's 6,000, more
 epochs (`--epochs`, `--scst-epochs`; early stopping ends the runs sooner):
 
-- the attention decoder, the merge baseline and the attention decoder trained on
-  shuffled features (the control: what the language alone scores) are trained on the
-  official train photos, less a tenth held out for early stopping;
+- for each seed (`--seeds`, default 1234, 1, 2: the training seed; the split and
+  the vocabulary stay those of seed 1234), the attention decoder, the merge
+  baseline, the Transformer decoder, and the attention and Transformer decoders
+  trained on shuffled features (the controls: what the language alone scores) are
+  trained on the official train photos, less a tenth held out for early stopping;
 - the official dev photos, which no choice sees, are captioned at beam 1 and 3 and
   scored against all five references (BLEU-1..4, CIDEr-D, ROUGE-L, distinct captions,
   captions ending on a fragment, repeated word pairs and trigrams), beside one human
-  caption scored against the other four (the human ceiling on these photos);
-- self-critical training starts from the attention decoder once per seed, scored the
-  same way, with a few captions before and after.
+  caption scored against the other four (the human ceiling on these photos); each
+  run has a row per seed and a row with the median over the seeds of each number;
+- self-critical training starts from the first seed's attention decoder, by default
+  once (`--scst-seeds 1234`: one seed, to keep the run short; give more to see its
+  spread), scored the same way, with a few captions before and after.
+
+`--runs` trains and scores only some of the decoders (the Transformer and its control
+first when time is short: `--runs transformer "transformer, shuffled features"`).
 
 It prints a table and writes `real_photos.json` (and every run, reused when finished)
 under `--out`. Nothing here is committed: the photos stay where they are.
@@ -26,6 +33,7 @@ under `--out`. Nothing here is committed: the photos stay where they are.
 import argparse
 import dataclasses
 import random
+import statistics
 import time
 from pathlib import Path
 
@@ -33,12 +41,19 @@ from helpers import cache, data, encoders, features, metrics, paths, scst, train
 from helpers.config import get_config
 from helpers.corpus import Corpus
 from helpers.decode import Decoder
-from helpers.files import write_json_atomic
+from helpers.files import read_json, write_json_atomic
 from helpers.formats import read_split_file
 from helpers.text import Vocabulary
 
 COLUMNS = ["bleu1", "bleu2", "bleu3", "bleu4", "cider", "rouge_l"]
 QUALITY = ["distinct", "bad_endings", "repeated_pairs", "repeated_trigrams"]
+RUNS = (  # (run, decoder, shuffled features), the Transformer first
+    ("transformer", "transformer", False),
+    ("transformer, shuffled features", "transformer", True),
+    ("attention", "attention", False),
+    ("attention, shuffled features", "attention", True),
+    ("merge", "merge", False),
+)
 
 
 def official_splits(dataset, seed: int, held_out: float = 0.1) -> dict[str, list[str]]:
@@ -68,6 +83,14 @@ def main() -> int:
     parser.add_argument("--layer", help="another Lite0 layer as the grid (block5c_add)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1234, 1, 2])
     parser.add_argument("--epochs", type=int, default=30, help="cross-entropy, at most")
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        choices=[run for run, _, _ in RUNS],
+        default=[run for run, _, _ in RUNS],
+        help="which decoders to train and score (default: all)",
+    )
+    parser.add_argument("--scst-seeds", type=int, nargs="*", default=[1234])
     parser.add_argument("--scst-epochs", type=int, default=10, help="self-critical")
     args = parser.parse_args()
     cfg = get_config(
@@ -108,92 +131,137 @@ def main() -> int:
     )
     corpus = Corpus(array, index, dataset.captions, splits, vocabulary)
     references = {n: dataset.captions[n] for n in split["dev"]}
-    table, captions = {}, {}
+    scores, captions = {}, {}  # {(run, decoding): {seed: row}}, {label: captions}
 
-    def score(label, decoder_model, widths=(1, 3), **guards):
-        decoder = Decoder(decoder_model, vocabulary, **guards)
+    def score(run, seed, decoder_model, folder, widths=(1, 3), **guards):
+        """Score on the dev photos, or read back the scores of an earlier process
+        (`dev_scores.json` in the run's folder, which goes when the run is retrained)."""
+        ending = ", no repeated trigram" if guards else ""
+        saved = folder / "dev_scores.json"
+        done = read_json(saved) if saved.exists() else {}
         for k in widths:
-            texts = decoder.caption(array, names, split["dev"], k)
-            hypotheses = {n: r["text"] for n, r in texts.items()}
-            row = metrics.evaluate(references, hypotheses, meteor=False)
-            row |= metrics.caption_quality(list(hypotheses.values()))
-            table[f"{label}, beam {k}"] = row
-            captions[f"{label}, beam {k}"] = hypotheses
+            decoding = f"{ending}, beam {k}"
+            if decoding not in done:
+                decoder = Decoder(decoder_model, vocabulary, **guards)
+                texts = decoder.caption(array, names, split["dev"], k)
+                hypotheses = {n: r["text"] for n, r in texts.items()}
+                row = metrics.evaluate(references, hypotheses, meteor=False)
+                row |= metrics.caption_quality(list(hypotheses.values()))
+                done[decoding] = {"row": row, "captions": hypotheses}
+                write_json_atomic(saved, done)
+            scores.setdefault((run, decoding), {})[seed] = done[decoding]["row"]
+            captions[f"{run} (seed {seed}){decoding}"] = done[decoding]["captions"]
 
-    runs = {}
-    for run, kind, shuffled in (
-        ("attention", "attention", False),
-        ("merge", "merge", False),
-        ("shuffled", "attention", True),
-    ):
-        runs[run], log = train.train(
-            corpus, cfg, kind, out / "train" / run, shuffle_features=shuffled
-        )
-        print(
-            f"{run}: {len(log)} epochs, best val loss {min(r['val_loss'] for r in log):.3f}"
-        )
-        score(run if run != "shuffled" else "attention, shuffled features", runs[run])
-    score(
-        "attention, no repeated trigram",
-        runs["attention"],
-        (3,),
-        block_repeated_trigrams=True,
-    )
-    human = metrics.human_agreement(references)
-    table["human (one caption vs the other four)"] = human | metrics.caption_quality(
+    human = metrics.human_agreement(references) | metrics.caption_quality(
         [refs[0] for refs in references.values()]
     )
-    for seed in args.seeds:
+    examples = split["dev"][:: max(1, len(split["dev"]) // 6)][:6]
+
+    def save() -> dict:
+        """The table so far, a row per seed and their medians, written to the JSON
+        (after every run, so that a stopped benchmark leaves what it measured)."""
+        table = {}
+        for (run, decoding), by_seed in scores.items():
+            for seed, row in by_seed.items():
+                table[f"{run} (seed {seed}){decoding}"] = row
+            if len(by_seed) > 1:
+                table[f"{run} (median of {len(by_seed)} seeds){decoding}"] = {
+                    metric: statistics.median(r[metric] for r in by_seed.values())
+                    for metric in next(iter(by_seed.values()))
+                }
+        table["human (one caption vs the other four)"] = human
+        write_json_atomic(
+            out / "real_photos.json",
+            {
+                "data": str(args.data_dir),
+                "photos": {k: len(v) for k, v in split.items()},
+                "layer": layer,
+                "vocabulary": len(vocabulary),
+                "seeds": args.seeds,
+                "summary": "median over the seeds",
+                "table": table,
+                "examples": {n: {k: captions[k][n] for k in captions} for n in examples},
+                "seconds": round(time.perf_counter() - began),
+            },
+        )
+        return table
+
+    models = {}
+    for run, kind, shuffled in (r for r in RUNS if r[0] in args.runs):
+        for seed in args.seeds:
+            folder = out / "train" / run.replace(", ", "-").replace(" ", "-") / str(seed)
+            model, log = train.train(
+                corpus,
+                dataclasses.replace(cfg, seed=seed),
+                kind,
+                folder,
+                shuffle_features=shuffled,
+            )
+            models[run, seed] = model
+            best = min(r["val_loss"] for r in log)
+            print(f"{run}, seed {seed}: {len(log)} epochs, best val loss {best:.3f}")
+            score(run, seed, model, folder)
+            if run == "attention":
+                score(run, seed, model, folder, (3,), block_repeated_trigrams=True)
+            save()
+    first = args.seeds[0]
+    scst_run = "attention + SCST"  # from the first seed's attention decoder
+    scst_seeds = args.scst_seeds if "attention" in args.runs else []
+    for seed in scst_seeds:
         model, log = scst.train_scst(
-            runs["attention"],
+            models["attention", first],
             corpus,
             dataclasses.replace(cfg, seed=seed, scst_epochs=args.scst_epochs),
             out / "scst" / str(seed),
         )
         print(f"SCST seed {seed}: {len(log)} epochs")
-        score(f"attention + SCST (seed {seed})", model.decoder)
+        score(scst_run, seed, model.decoder, out / "scst" / str(seed))
         score(
-            f"attention + SCST (seed {seed}), no repeated trigram",
+            scst_run,
+            seed,
             model.decoder,
+            out / "scst" / str(seed),
             (3,),
             block_repeated_trigrams=True,
         )
+    table = save()
 
     print(
         f"\nOfficial dev photos of {args.data_dir} ({len(split['dev'])} photos, "
         f"{sum(map(len, references.values()))} references); trained on "
-        f"{len(split['train'])} photos\n"
+        f"{len(split['train'])} photos; seeds {args.seeds}, then their median\n"
     )
     header = ["run", *COLUMNS, *QUALITY]
     print("| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for run, row in table.items():
         cells = [f"{row[c]:.3f}" for c in COLUMNS]
-        cells += [str(row["distinct"])] + [f"{row[c]:.0%}" for c in QUALITY[1:]]
+        cells += [f"{row['distinct']:g}"] + [f"{row[c]:.0%}" for c in QUALITY[1:]]
         print(f"| {run} | " + " | ".join(cells) + " |")
-    control = table["attention, shuffled features, beam 3"]["cider"]
-    print(
-        f"\nattention / control CIDEr-D at beam 3: "
-        f"{table['attention, beam 3']['cider'] / max(control, 1e-9):.1f}x"
-    )
-    examples = split["dev"][:: max(1, len(split["dev"]) // 6)][:6]
-    scst_label = f"attention + SCST (seed {args.seeds[0]}), beam 3"
-    for n in examples:
-        print(f"\n{n}\n  cross-entropy: {captions['attention, beam 3'][n]}")
+    for run in ("attention", "transformer"):
+        if not {run, f"{run}, shuffled features"} <= set(args.runs):
+            continue
+        ratios = [
+            scores[run, ", beam 3"][s]["cider"]
+            / max(scores[f"{run}, shuffled features", ", beam 3"][s]["cider"], 1e-9)
+            for s in args.seeds
+        ]
         print(
-            f"  self-critical: {captions[scst_label][n]}\n  human:         {references[n][0]}"
+            f"{run} / its control, CIDEr-D at beam 3: "
+            + ", ".join(f"{r:.1f}x" for r in ratios)
+            + f" (seeds {args.seeds})"
         )
-    write_json_atomic(
-        out / "real_photos.json",
-        {
-            "data": str(args.data_dir),
-            "photos": {k: len(v) for k, v in split.items()},
-            "layer": layer,
-            "vocabulary": len(vocabulary),
-            "table": table,
-            "examples": {n: {k: captions[k][n] for k in captions} for n in examples},
-            "seconds": round(time.perf_counter() - began),
-        },
-    )
+    shown = {
+        run: f"{run} (seed {first}), beam 3"
+        for run in ("attention", "transformer")
+        if run in args.runs
+    }
+    if scst_seeds:
+        shown["self-critical"] = f"{scst_run} (seed {scst_seeds[0]}), beam 3"
+    for n in examples:
+        print(f"\n{n}")
+        for name, label in shown.items():
+            print(f"  {name + ':':15}{captions[label][n]}")
+        print(f"  {'human:':15}{references[n][0]}")
     print(f"\n{out / 'real_photos.json'}, {time.perf_counter() - began:.0f} s")
     return 0
 

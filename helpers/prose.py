@@ -9,6 +9,7 @@ import dataclasses
 
 from helpers.config import Config
 from helpers.metrics import SPATIAL_PHRASES, with_spatial_relations
+from helpers.report import seed_medians
 from helpers.sample import relation_is_wrong
 
 FLICKR8K_TRAINING_PHOTOS = 6000  # the split the published Flickr8k numbers trained on
@@ -72,6 +73,25 @@ def comparable(cfg: Config, training_pictures: int) -> str:
     return (
         "This run trained on Flickr8k's training photos and scored its test split as "
         "the published rows did, with another encoder: comparable, not identical."
+    )
+
+
+def real_photos(data: dict) -> str:
+    """What `benchmarks/real_photos.py` measured (its JSON), in words: the Transformer
+    against the LSTM and each against its shuffled control, by median CIDEr-D at beam 3."""
+    rows = seed_medians(data["table"])
+    names = ("transformer", "attention", "transformer, shuffled features")
+    if not all(name in rows for name in (*names, "attention, shuffled features")):
+        return "These results hold no Transformer rows yet: run the benchmark."
+    transformer, lstm, control = (rows[name]["cider"] for name in names)
+    lstm_control = rows["attention, shuffled features"]["cider"]
+    photos = data["photos"]
+    return (
+        f"Trained on {photos['train']} photos and scored on the {photos['dev']} dev "
+        f"photos (CIDEr-D at beam 3, median of {len(data['seeds'])} seeds), "
+        f"{versus('the Transformer', transformer, 'the soft-attention LSTM', lstm)}; "
+        f"{versus('it', transformer, 'its shuffled control', control)}, and "
+        f"{versus('the LSTM', lstm, 'its shuffled control', lstm_control)}."
     )
 
 

@@ -85,15 +85,42 @@ def real_photos(data: dict) -> str:
     return metric_table(data["table"], quality=True)
 
 
+SEED = re.compile(r" \(seed \d+\)")
+MEDIAN = re.compile(r" \(median of (\d+) seeds\)")
+
+
+def seed_medians(table: dict[str, dict], decoding: str = ", beam 3") -> dict:
+    """{run: row} of the median rows (over seeds) of one decoding setting."""
+    return {
+        MEDIAN.sub("", label).removesuffix(decoding): row
+        for label, row in table.items()
+        if MEDIAN.search(label)
+        and MEDIAN.sub("", label).endswith(decoding)
+        and "no repeated trigram" not in label
+    }
+
+
 def real_photos_short(data: dict) -> str:
-    """The beam-3 rows (and the human ceiling) with the metrics a reader needs."""
+    """The beam-3 rows (and the human ceiling) with the metrics a reader needs; of a
+    run trained with several seeds, only the row of their medians."""
+    table = data["table"]
+    medians = {
+        MEDIAN.sub("", run): int(m[1]) for run in table if (m := MEDIAN.search(run))
+    }
     rows = [
-        [run.removesuffix(", beam 3"), v["bleu4"], v["cider"], f"{v['bad_endings']:.0%}"]
-        for run, v in data["table"].items()
+        [MEDIAN.sub("", run).removesuffix(", beam 3"), v["bleu4"], v["cider"]]
+        + [f"{v['bad_endings']:.0%}"]
+        for run, v in table.items()
         if run.startswith("human")
-        or (run.endswith("beam 3") and "no repeated trigram" not in run)
+        or (
+            run.endswith(", beam 3")
+            and "no repeated trigram" not in run
+            and SEED.sub("", run) not in medians
+        )
     ]
     scored = f"{data['photos']['dev']} dev photos, beam 3"
+    if medians:
+        scored += f", median of {max(medians.values())} seeds"
     return markdown([scored, "BLEU-4", "CIDEr-D", "bad endings"], rows)
 
 
@@ -135,7 +162,8 @@ def profiles(_: dict) -> str:
 def notebook_times(data: dict) -> str:
     rows = [[name, f"{seconds / 60:.1f}"] for name, seconds in data["run"].items()]
     total = sum(data["run"].values())
-    return markdown(["notebook", "minutes"], [*rows, ["all eight", f"{total / 60:.1f}"]])
+    total_row = [f"all {len(rows)}", f"{total / 60:.1f}"]
+    return markdown(["notebook", "minutes"], [*rows, total_row])
 
 
 def scale(data: dict) -> str:
@@ -180,6 +208,18 @@ def rewrite(path: Path, results: Path = RESULTS) -> bool:
     return new != text
 
 
+def collect_real_photos(results: Path = RESULTS) -> list[Path]:
+    """Copy the numbers of benchmarks/real_photos.py (its default grid, the flickr8k-cpu
+    encoder's), if it has run, without the captions of the photos."""
+    real = ARTIFACTS / "real-photos" / ENCODERS["efficientnet_lite0"].layer
+    if not (real / "real_photos.json").exists():
+        return []
+    data = read_json(real / "real_photos.json")
+    data.pop("examples", None)  # captions of the photos stay out of the repository
+    data["data"] = Path(data["data"]).name  # not the path on the machine that ran it
+    return [write_json_atomic(results / "real_photos.json", data)]
+
+
 def collect(results: Path = RESULTS) -> list[Path]:
     """Copy the numbers of the latest runs (what exists of them) into `results`."""
     written = []
@@ -190,13 +230,7 @@ def collect(results: Path = RESULTS) -> list[Path]:
             if (folder / "run.json").exists():
                 data["run"] = read_json(folder / "run.json")
             written.append(write_json_atomic(results / name, data))
-    # benchmarks/real_photos.py with its default grid, the flickr8k-cpu encoder's
-    real = ARTIFACTS / "real-photos" / ENCODERS["efficientnet_lite0"].layer
-    if (real / "real_photos.json").exists():
-        data = read_json(real / "real_photos.json")
-        data.pop("examples", None)  # captions of the photos stay out of the repository
-        data["data"] = Path(data["data"]).name  # not the path on the machine that ran it
-        written.append(write_json_atomic(results / "real_photos.json", data))
+    written += collect_real_photos(results)
     figure = sample / "figures" / "decode_attention_0.png"  # the README's figure
     if figure.exists():
         with Image.open(figure) as picture:

@@ -98,3 +98,29 @@ def test_the_relation_check_counts_wrong_relations_or_lists_them_for_the_reader(
         photos.shown == ["a", "b"] and photos.beside["b"] == "a reference: reference of b"
     )
     assert "cannot tell" in photos.recap
+
+
+def test_the_real_photos_sentence_says_which_decoder_won_by_the_medians():
+    def row(cider):
+        return {"cider": cider}
+
+    table = {
+        "transformer (seed 1), beam 3": row(0.9),
+        "transformer (median of 3 seeds), beam 3": row(0.25),
+        "transformer, shuffled features (median of 3 seeds), beam 3": row(0.1),
+        "attention (median of 3 seeds), beam 3": row(0.3),
+        "attention (median of 3 seeds), no repeated trigram, beam 3": row(0.9),
+        "attention, shuffled features (median of 3 seeds), beam 3": row(0.12),
+        "attention (median of 3 seeds), beam 1": row(0.9),
+    }
+    data = {"photos": {"train": 678, "dev": 113}, "seeds": [1234, 1, 2], "table": table}
+    text = prose.real_photos(data)
+    assert "median of 3 seeds" in text and "113 dev photos" in text
+    assert (
+        "the Transformer scored below the soft-attention LSTM (0.250 against 0.300)"
+        in text
+    )
+    assert "it scored above its shuffled control (0.250 against 0.100)" in text
+    assert "the LSTM scored above its shuffled control (0.300 against 0.120)" in text
+    del table["transformer (median of 3 seeds), beam 3"]
+    assert "no Transformer rows" in prose.real_photos(data)
