@@ -52,7 +52,7 @@ def test_presets_differ_only_in_sizes_data_and_weights():
         "embedding_dim",
         "units",
         "attention_dim",
-        "context_dim",  # flickr8k-cpu: Lite0's 1280 channels projected to fewer
+        "context_dim",  # the grid's channels projected to fewer (0 in flickr8k)
         "transformer_layers",  # the Transformer decoder's sizes
         "transformer_heads",
         "transformer_dim",
