@@ -11,7 +11,8 @@ def test_the_grid_sentence_follows_the_profile():
     assert "projected to 128 channels" in lite0
     vgg = prose.grid(get_config("ci"), (400, 196, 512))
     assert "14x14 grid" in vgg and "`vgg16`" in vgg and "random weights" in vgg
-    assert "projected" not in vgg
+    assert "projected to 128 channels" in vgg
+    assert "projected" not in prose.grid(get_config("ci", context_dim=0), (400, 196, 512))
     assert "grid)" not in prose.grid(get_config("ci"), (400, 6, 512))
 
 
