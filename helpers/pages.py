@@ -147,7 +147,7 @@ FIGURE_TITLES = {
     "evaluate_worst": "The worst-scored test captions",
     "evaluate_bleu_by_length": "BLEU-4 by caption length",
     "evaluate_wrong_relations": "Captions that say where things are",
-    "finetune_changed": "Captions that fine-tuning changed most",
+    "finetune_changed": "Captions before and after fine-tuning",
     "finetune_attention": "Where the fine-tuned model looked",
     "scst_samples": "Sampled captions and their rewards",
     "scst_reward": "Self-critical training: reward and dev CIDEr-D by epoch",

@@ -46,8 +46,6 @@ DRAWING = sorted(
     and function.__module__ == module.__name__
 )
 DRAWS = re.compile(r"\b(" + "|".join(DRAWING) + r"|Explorer)\(")
-# A code cell tagged so draws only when there is something to show (and prints why not)
-FIGURES_OPTIONAL = "figures-optional"
 
 
 def ensure_kernel() -> str:
@@ -76,7 +74,6 @@ def cells_missing_figures(notebook: dict) -> list[int]:
         index
         for index, cell in enumerate(notebook["cells"])
         if cell["cell_type"] == "code"
-        and FIGURES_OPTIONAL not in cell.get("metadata", {}).get("tags", [])
         and DRAWS.search("".join(cell["source"]))
         and not image_outputs(cell)
     ]
